@@ -1,0 +1,366 @@
+//! Typed messages: one payload struct per `MSG_*` type, encoded into and decoded from the exact wire bytes.
+//!
+//! Wire format (§1.4): an 8-byte header `{type: u16, length: u16, seqnum: u32}` followed by the payload;
+//! `length` = 8 + payload size, unrounded. In a ring, messages start on 8-byte slots at byte 76 + 8·i of the
+//! mapping, so payloads are only 4-byte aligned: decoding always copies out.
+//!
+//! Decoding accepts bytes from a buggy or hostile peer: any input yields a [`Message`] or a [`DecodeError`],
+//! never a panic.
+//!
+//! ```
+//! use ghost_shm::abi::{Message, PayloadTaskWakeup, MsgType};
+//! let m = Message::TaskWakeup(PayloadTaskWakeup { gtid: 42, waker_cpu: 3, ..Default::default() });
+//! let wire = m.to_wire(7);
+//! assert_eq!(wire.as_bytes().len(), 40);
+//! let d = Message::decode(wire.as_bytes()).unwrap();
+//! assert_eq!((d.seqnum, d.message), (7, m));
+//! assert_eq!(d.message.msg_type(), MsgType::TaskWakeup);
+//! ```
+
+use super::*;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Size of a message header (one ring slot).
+pub const MSG_HEADER_LEN: usize = 8;
+/// The longest ABI 91 message on the wire (`MSG_TASK_NEW`: 8 + 48).
+pub const MAX_MSG_LEN: usize = MSG_HEADER_LEN + core::mem::size_of::<PayloadTaskNew>();
+
+/// A payload struct of one message type.
+pub trait Payload: FromBytes + IntoBytes + Immutable + KnownLayout + Copy {
+    /// Its message type.
+    const TYPE: MsgType;
+    /// Wraps it into a [`Message`].
+    fn into_message(self) -> Message;
+}
+
+macro_rules! messages {
+    ($( $variant:ident($payload:ident) ),* $(,)?) => {
+        /// A decoded ghOSt message (every type except `MSG_NOP`, which is ring padding).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Message { $(
+            #[doc = concat!("[`MsgType::", stringify!($variant), "`] with its payload.")]
+            $variant($payload)
+        ),* }
+
+        $(
+            impl Payload for $payload {
+                const TYPE: MsgType = MsgType::$variant;
+                fn into_message(self) -> Message { Message::$variant(self) }
+            }
+            impl From<$payload> for Message {
+                fn from(p: $payload) -> Message { Message::$variant(p) }
+            }
+        )*
+
+        impl Message {
+            /// The message type.
+            pub const fn msg_type(&self) -> MsgType {
+                match self { $( Message::$variant(_) => MsgType::$variant ),* }
+            }
+
+            /// The payload's bytes, exactly as they go on the wire (padding included).
+            pub fn payload_bytes(&self) -> &[u8] {
+                match self { $( Message::$variant(p) => p.as_bytes() ),* }
+            }
+
+            /// Payload size in bytes for a message type; `None` for `MSG_NOP` (variable padding).
+            pub const fn payload_len(ty: MsgType) -> Option<usize> {
+                match ty {
+                    MsgType::Nop => None,
+                    $( MsgType::$variant => Some(core::mem::size_of::<$payload>()) ),*
+                }
+            }
+
+            /// Builds a message of type `ty` from exactly `payload_len(ty)` payload bytes (copied; any alignment).
+            pub fn from_payload(ty: MsgType, payload: &[u8]) -> Result<Message, DecodeError> {
+                match ty {
+                    MsgType::Nop => Err(DecodeError::Nop { length: (MSG_HEADER_LEN + payload.len()) as u16 }),
+                    $( MsgType::$variant => match $payload::read_from_bytes(payload) {
+                        Ok(p) => Ok(Message::$variant(p)),
+                        Err(_) => Err(DecodeError::LengthMismatch {
+                            ty,
+                            length: (MSG_HEADER_LEN + payload.len()).min(u16::MAX as usize) as u16,
+                            expected: (MSG_HEADER_LEN + core::mem::size_of::<$payload>()) as u16,
+                        }),
+                    }, )*
+                }
+            }
+        }
+    };
+}
+
+messages! {
+    TaskDead(PayloadTaskDead),
+    TaskBlocked(PayloadTaskBlocked),
+    TaskWakeup(PayloadTaskWakeup),
+    TaskNew(PayloadTaskNew),
+    TaskPreempt(PayloadTaskPreempt),
+    TaskYield(PayloadTaskYield),
+    TaskDeparted(PayloadTaskDeparted),
+    TaskSwitchto(PayloadTaskSwitchto),
+    TaskAffinityChanged(PayloadTaskAffinityChanged),
+    TaskOnCpu(PayloadTaskOnCpu),
+    TaskPriorityChanged(PayloadTaskPriorityChanged),
+    TaskLatchFailure(PayloadTaskLatchFailure),
+    CpuTick(PayloadCpuTick),
+    CpuTimerExpired(PayloadTimer),
+    CpuNotIdle(PayloadCpuNotIdle),
+    CpuAvailable(PayloadCpuAvailable),
+    CpuBusy(PayloadCpuBusy),
+    CpuAgentBlocked(PayloadAgentBlocked),
+    CpuAgentWakeup(PayloadAgentWakeup),
+}
+
+/// Why bytes are not a valid ABI 91 message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer than 8 bytes: no complete header.
+    Truncated {
+        /// Bytes available.
+        available: usize,
+    },
+    /// The header's `length` is below 8 or beyond the bytes available.
+    BadLength {
+        /// The header's length.
+        length: u16,
+        /// Bytes available.
+        available: usize,
+    },
+    /// The type is no ABI 91 message type.
+    UnknownType(u16),
+    /// A `MSG_NOP` padding message (not an error for a ring consumer: skip `length` bytes).
+    Nop {
+        /// Bytes of padding.
+        length: u16,
+    },
+    /// The length does not match the type's payload size.
+    LengthMismatch {
+        /// Type.
+        ty: MsgType,
+        /// Length found.
+        length: u16,
+        /// Length ABI 91 defines for `ty`.
+        expected: u16,
+    },
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            DecodeError::Truncated { available } => {
+                write!(f, "message truncated: {available} bytes, a header needs {MSG_HEADER_LEN}")
+            }
+            DecodeError::BadLength { length, available } => {
+                write!(f, "message length {length} invalid ({available} bytes available, minimum {MSG_HEADER_LEN})")
+            }
+            DecodeError::UnknownType(t) => write!(f, "unknown message type {t}"),
+            DecodeError::Nop { length } => write!(f, "MSG_NOP padding of {length} bytes"),
+            DecodeError::LengthMismatch { ty, length, expected } => {
+                write!(f, "{} has length {length}, ABI 91 defines {expected}", ty.c_name())
+            }
+        }
+    }
+}
+
+/// A decoded message and its header's seqnum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// The source's barrier value when the message was produced.
+    pub seqnum: u32,
+    /// The message.
+    pub message: Message,
+}
+
+/// A message in wire format, built on the stack.
+#[derive(Clone, Copy)]
+pub struct WireMessage {
+    buf: [u8; MAX_MSG_LEN],
+    len: u16,
+}
+
+impl WireMessage {
+    /// The wire bytes (header + payload).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+impl core::fmt::Debug for WireMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("WireMessage").field(&self.as_bytes()).finish()
+    }
+}
+
+/// `out` is too small for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferTooSmall {
+    /// Bytes needed.
+    pub needed: usize,
+}
+
+/// Encodes a message header.
+pub const fn encode_header(ty: u16, length: u16, seqnum: u32) -> [u8; MSG_HEADER_LEN] {
+    let t = ty.to_le_bytes();
+    let l = length.to_le_bytes();
+    let s = seqnum.to_le_bytes();
+    [t[0], t[1], l[0], l[1], s[0], s[1], s[2], s[3]]
+}
+
+/// Decodes a message header into `(type, length, seqnum)`.
+pub const fn decode_header(h: [u8; MSG_HEADER_LEN]) -> (u16, u16, u32) {
+    (u16::from_le_bytes([h[0], h[1]]), u16::from_le_bytes([h[2], h[3]]), u32::from_le_bytes([h[4], h[5], h[6], h[7]]))
+}
+
+impl Message {
+    /// Bytes on the wire: 8 + payload size (what the kernel writes into `length`).
+    pub fn wire_len(&self) -> usize {
+        MSG_HEADER_LEN + self.payload_bytes().len()
+    }
+
+    /// Ring slots the message occupies: ceil(wire_len / 8).
+    pub fn slots(&self) -> u32 {
+        self.wire_len().div_ceil(MSG_HEADER_LEN) as u32
+    }
+
+    /// Writes header + payload into `out`; returns the bytes written.
+    pub fn encode(&self, seqnum: u32, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+        let n = self.wire_len();
+        let Some(dst) = out.get_mut(..n) else {
+            return Err(BufferTooSmall { needed: n });
+        };
+        dst[..MSG_HEADER_LEN].copy_from_slice(&encode_header(self.msg_type() as u16, n as u16, seqnum));
+        dst[MSG_HEADER_LEN..].copy_from_slice(self.payload_bytes());
+        Ok(n)
+    }
+
+    /// The wire bytes, on the stack.
+    pub fn to_wire(&self, seqnum: u32) -> WireMessage {
+        let mut w = WireMessage { buf: [0; MAX_MSG_LEN], len: 0 };
+        // Every ABI 91 message fits MAX_MSG_LEN, so this cannot fail.
+        w.len = self.encode(seqnum, &mut w.buf).unwrap_or(0) as u16;
+        w
+    }
+
+    /// Decodes the message at the start of `bytes` (which may be longer: trailing bytes are ignored).
+    pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+        let Some(h) = bytes.first_chunk::<MSG_HEADER_LEN>() else {
+            return Err(DecodeError::Truncated { available: bytes.len() });
+        };
+        let (ty, length, seqnum) = decode_header(*h);
+        if (length as usize) < MSG_HEADER_LEN || length as usize > bytes.len() {
+            return Err(DecodeError::BadLength { length, available: bytes.len() });
+        }
+        let ty = MsgType::try_from(ty).map_err(|e| DecodeError::UnknownType(e.0))?;
+        let payload = &bytes[MSG_HEADER_LEN..length as usize];
+        let message = Message::from_payload(ty, payload).map_err(|e| match e {
+            DecodeError::LengthMismatch { ty, expected, .. } => DecodeError::LengthMismatch { ty, length, expected },
+            DecodeError::Nop { .. } => DecodeError::Nop { length },
+            other => other,
+        })?;
+        Ok(Decoded { seqnum, message })
+    }
+
+    /// The task a task message is about (first 8 payload bytes); `None` for CPU messages.
+    pub fn gtid(&self) -> Option<Gtid> {
+        if self.msg_type().is_task() {
+            let b = self.payload_bytes();
+            b.first_chunk::<8>().map(|g| Gtid(i64::from_le_bytes(*g)))
+        } else {
+            None
+        }
+    }
+
+    /// The CPU a CPU message is about (first 4 payload bytes); `None` for task messages.
+    pub fn cpu(&self) -> Option<i32> {
+        if self.msg_type().is_cpu() {
+            self.payload_bytes().first_chunk::<4>().map(|c| i32::from_le_bytes(*c))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_round_trips_with_the_kernel_length() {
+        for &ty in MsgType::ALL {
+            let Some(plen) = Message::payload_len(ty) else {
+                assert_eq!(ty, MsgType::Nop);
+                continue;
+            };
+            let payload: std::vec::Vec<u8> = (0..plen as u8).map(|i| i.wrapping_mul(37).wrapping_add(1)).collect();
+            let m = Message::from_payload(ty, &payload).unwrap();
+            assert_eq!(m.msg_type(), ty);
+            assert_eq!(m.payload_bytes(), &payload[..]);
+            let w = m.to_wire(0xdead_beef);
+            let b = w.as_bytes();
+            assert_eq!(b.len(), 8 + plen);
+            assert_eq!(u16::from_le_bytes([b[0], b[1]]), ty as u16);
+            assert_eq!(u16::from_le_bytes([b[2], b[3]]) as usize, 8 + plen);
+            assert_eq!(u32::from_le_bytes([b[4], b[5], b[6], b[7]]), 0xdead_beef);
+            let d = Message::decode(b).unwrap();
+            assert_eq!(d, Decoded { seqnum: 0xdead_beef, message: m });
+        }
+    }
+
+    #[test]
+    fn wire_lengths_match_the_abi_table() {
+        let want = [
+            (MsgType::TaskNew, 56),
+            (MsgType::TaskPreempt, 48),
+            (MsgType::TaskYield, 48),
+            (MsgType::TaskBlocked, 40),
+            (MsgType::TaskDead, 24),
+            (MsgType::TaskDeparted, 32),
+            (MsgType::TaskAffinityChanged, 16),
+            (MsgType::TaskPriorityChanged, 24),
+            (MsgType::TaskWakeup, 40),
+            (MsgType::TaskSwitchto, 40),
+            (MsgType::TaskOnCpu, 40),
+            (MsgType::CpuTick, 16),
+            (MsgType::CpuTimerExpired, 32),
+            (MsgType::CpuNotIdle, 24),
+            (MsgType::CpuAvailable, 12),
+            (MsgType::CpuBusy, 12),
+            (MsgType::CpuAgentBlocked, 12),
+            (MsgType::CpuAgentWakeup, 12),
+        ];
+        for (ty, len) in want {
+            assert_eq!(Message::payload_len(ty).map(|p| p + 8), Some(len), "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_get_typed_errors() {
+        assert_eq!(Message::decode(&[1, 2, 3]), Err(DecodeError::Truncated { available: 3 }));
+        let h = encode_header(67, 7, 0);
+        assert_eq!(Message::decode(&h), Err(DecodeError::BadLength { length: 7, available: 8 }));
+        let h = encode_header(67, 56, 0);
+        assert_eq!(Message::decode(&h), Err(DecodeError::BadLength { length: 56, available: 8 }));
+        let h = encode_header(99, 8, 0);
+        assert_eq!(Message::decode(&h), Err(DecodeError::UnknownType(99)));
+        let h = encode_header(0, 8, 0);
+        assert_eq!(Message::decode(&h), Err(DecodeError::Nop { length: 8 }));
+        let mut b = [0u8; 64];
+        b[..8].copy_from_slice(&encode_header(67, 48, 0));
+        assert_eq!(
+            Message::decode(&b),
+            Err(DecodeError::LengthMismatch { ty: MsgType::TaskNew, length: 48, expected: 56 })
+        );
+    }
+
+    #[test]
+    fn decode_copies_out_of_unaligned_bytes() {
+        let m = Message::TaskNew(PayloadTaskNew { gtid: u64::MAX - 5, runtime: 1 << 40, ..Default::default() });
+        let mut buf = [0u8; 80];
+        // Offset 4: payload u64s only 4-aligned, as in a ring slot.
+        let n = m.encode(9, &mut buf[4..]).unwrap();
+        let d = Message::decode(&buf[4..4 + n]).unwrap();
+        assert_eq!(d.message, m);
+        assert_eq!(d.message.gtid(), Some(Gtid((u64::MAX - 5) as i64)));
+        assert_eq!(d.message.cpu(), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Message queues (placeholder, see the queue issue).

@@ -1,0 +1,342 @@
+//! Access to shared memory: the one place where the crate touches a region the other side also writes.
+//!
+//! Every protocol in this crate (queue, status words, transactions) is written once, generic over
+//! [`SharedMem`], a small backend that offers typed atomic accesses at byte offsets plus plain "data" words:
+//!
+//! - [`RawRegion`]: the production backend, over a raw pointer into a mapping (or a kernel buffer). Every access
+//!   is a `core::sync::atomic` operation, so a concurrent, hostile writer on the other side can change the
+//!   *values* we read but cannot cause undefined behaviour in our process.
+//! - `OwnedRegion` (`std` or tests): zeroed, 64-byte-aligned heap memory for tests, benches and simulations.
+//! - `LoomRegion` (`cfg(loom)`): control words are loom atomics and data words are `loom::cell::UnsafeCell`s, so
+//!   the loom model checker runs the *production* protocol code and flags any payload read that races a
+//!   payload write (i.e. a missing Release/Acquire pair).
+//!
+//! Offsets are byte offsets from the start of the region. Data words are 4-byte units (ghOSt ring slots are
+//! only 4-byte aligned) that the protocol orders through a Release/Acquire pair on a control word; a data word
+//! and a control word never overlap.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+#[cfg(loom)]
+mod loom_region;
+#[cfg(loom)]
+pub use loom_region::LoomRegion;
+
+#[cfg(any(feature = "std", test))]
+mod owned;
+#[cfg(any(feature = "std", test))]
+pub use owned::OwnedRegion;
+
+/// A region of shared memory, accessed only through atomics and data words.
+///
+/// # Safety
+///
+/// An implementation promises that every method below is sound to call whenever its own `# Safety` conditions
+/// hold (offset in bounds and aligned), no matter what another thread or process writes to the region at the
+/// same time, and that [`len`](SharedMem::len) does not change while the value is alive.
+pub unsafe trait SharedMem {
+    /// Length of the region in bytes.
+    fn len(&self) -> usize;
+
+    /// Whether the region has no bytes at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Atomically loads the `u32` at `off`.
+    ///
+    /// # Safety
+    /// `off` is a multiple of 4 and `off + 4 <= self.len()`.
+    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32;
+
+    /// Atomically stores `val` into the `u32` at `off`.
+    ///
+    /// # Safety
+    /// As for [`load_u32`](SharedMem::load_u32).
+    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering);
+
+    /// Atomic compare-and-exchange of the `u32` at `off`.
+    ///
+    /// # Safety
+    /// As for [`load_u32`](SharedMem::load_u32).
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
+
+    /// Atomic wrapping add to the `u32` at `off`; returns the previous value.
+    ///
+    /// # Safety
+    /// As for [`load_u32`](SharedMem::load_u32).
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32;
+
+    /// Atomically loads the `u64` at `off`.
+    ///
+    /// # Safety
+    /// `off` is a multiple of 8 and `off + 8 <= self.len()`.
+    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64;
+
+    /// Atomically stores `val` into the `u64` at `off`.
+    ///
+    /// # Safety
+    /// As for [`load_u64`](SharedMem::load_u64).
+    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering);
+
+    /// Reads the 4-byte data word at `off` (ordered by the protocol through a control word).
+    ///
+    /// # Safety
+    /// As for [`load_u32`](SharedMem::load_u32).
+    unsafe fn read_data(&self, off: usize) -> u32;
+
+    /// Writes the 4-byte data word at `off` (published by the protocol through a control word).
+    ///
+    /// # Safety
+    /// As for [`load_u32`](SharedMem::load_u32).
+    unsafe fn write_data(&self, off: usize, val: u32);
+
+    /// A memory fence of the backend's memory model.
+    fn fence(&self, order: Ordering) {
+        core::sync::atomic::fence(order);
+    }
+
+    /// Called once per iteration of every spin loop (`core::hint::spin_loop`; loom yields instead).
+    fn spin_hint(&self) {
+        core::hint::spin_loop();
+    }
+}
+
+// SAFETY: forwards every call to `T`, which upholds the contract itself.
+unsafe impl<T: SharedMem + ?Sized> SharedMem for &T {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).load_u32(off, order) }
+    }
+    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).store_u32(off, val, order) }
+    }
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).compare_exchange_u32(off, current, new, success, failure) }
+    }
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).fetch_add_u32(off, val, order) }
+    }
+    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).load_u64(off, order) }
+    }
+    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).store_u64(off, val, order) }
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).read_data(off) }
+    }
+    unsafe fn write_data(&self, off: usize, val: u32) {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).write_data(off, val) }
+    }
+    fn fence(&self, order: Ordering) {
+        (**self).fence(order)
+    }
+    fn spin_hint(&self) {
+        (**self).spin_hint()
+    }
+}
+
+#[cfg(any(feature = "std", test))]
+// SAFETY: forwards every call to `T`, which upholds the contract itself.
+unsafe impl<T: SharedMem + ?Sized> SharedMem for std::sync::Arc<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).load_u32(off, order) }
+    }
+    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).store_u32(off, val, order) }
+    }
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).compare_exchange_u32(off, current, new, success, failure) }
+    }
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).fetch_add_u32(off, val, order) }
+    }
+    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).load_u64(off, order) }
+    }
+    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).store_u64(off, val, order) }
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).read_data(off) }
+    }
+    unsafe fn write_data(&self, off: usize, val: u32) {
+        // SAFETY: same contract, forwarded.
+        unsafe { (**self).write_data(off, val) }
+    }
+    fn fence(&self, order: Ordering) {
+        (**self).fence(order)
+    }
+    fn spin_hint(&self) {
+        (**self).spin_hint()
+    }
+}
+
+/// Why a pointer and length cannot be used as a [`RawRegion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionError {
+    /// The base pointer is null.
+    Null,
+    /// The base pointer is not 8-byte aligned (mappings are page-aligned; `u64` atomics need 8).
+    Misaligned,
+    /// The region is larger than `isize::MAX` bytes.
+    TooLarge,
+}
+
+impl core::fmt::Display for RegionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RegionError::Null => "region base pointer is null",
+            RegionError::Misaligned => "region base pointer is not 8-byte aligned",
+            RegionError::TooLarge => "region is larger than isize::MAX bytes",
+        })
+    }
+}
+
+/// The production backend: a raw pointer and a length, every access a `core::sync::atomic` operation.
+///
+/// `RawRegion` is `Copy`: it does not own the memory. Whoever creates it keeps the memory mapped (and valid
+/// for atomic access) for as long as any copy, or any protocol handle built on it, is used.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRegion {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: all accesses through a RawRegion are atomic, so sharing or sending the pointer between threads
+// cannot introduce a data race.
+unsafe impl Send for RawRegion {}
+// SAFETY: as above.
+unsafe impl Sync for RawRegion {}
+
+impl RawRegion {
+    /// Wraps `len` bytes at `base`.
+    ///
+    /// # Safety
+    /// `base..base + len` must stay valid for reads and writes (through atomics) for as long as the returned
+    /// value, any copy of it, or any handle built on it is used, and must not be accessed through non-atomic
+    /// Rust references during that time (other processes and the kernel may of course write it).
+    pub unsafe fn new(base: *mut u8, len: usize) -> Result<Self, RegionError> {
+        let base = NonNull::new(base).ok_or(RegionError::Null)?;
+        if base.as_ptr() as usize % 8 != 0 {
+            return Err(RegionError::Misaligned);
+        }
+        if len > isize::MAX as usize {
+            return Err(RegionError::TooLarge);
+        }
+        Ok(RawRegion { base, len })
+    }
+
+    /// The base pointer.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    #[inline(always)]
+    fn a32(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off + 4 <= self.len);
+        // SAFETY: the caller of the SharedMem method guarantees `off` is 4-aligned and in bounds; the base is
+        // 8-aligned (checked in `new`), so the address is aligned for AtomicU32, and `new`'s contract keeps
+        // the memory valid and only atomically accessed while `self` is used.
+        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU32) }
+    }
+
+    #[inline(always)]
+    fn a64(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.len);
+        // SAFETY: as in `a32`, with 8-byte alignment guaranteed by the caller and the 8-aligned base.
+        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU64) }
+    }
+}
+
+// SAFETY: every access is an atomic operation on an aligned, in-bounds location (the callers' contract), so a
+// concurrent writer anywhere cannot make these calls undefined behaviour.
+unsafe impl SharedMem for RawRegion {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+    #[inline(always)]
+    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
+        self.a32(off).load(order)
+    }
+    #[inline(always)]
+    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
+        self.a32(off).store(val, order)
+    }
+    #[inline(always)]
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        self.a32(off).compare_exchange(current, new, success, failure)
+    }
+    #[inline(always)]
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
+        self.a32(off).fetch_add(val, order)
+    }
+    #[inline(always)]
+    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
+        self.a64(off).load(order)
+    }
+    #[inline(always)]
+    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
+        self.a64(off).store(val, order)
+    }
+    #[inline(always)]
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // Relaxed atomic: a plain `mov` on x86_64/aarch64, yet well-defined if the other side races us.
+        self.a32(off).load(Ordering::Relaxed)
+    }
+    #[inline(always)]
+    unsafe fn write_data(&self, off: usize, val: u32) {
+        self.a32(off).store(val, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,141 @@
+//! Heap-backed regions for tests, benches and simulations.
+
+use super::{RawRegion, SharedMem};
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::boxed::Box;
+#[allow(unused_imports)]
+use std::vec::Vec;
+
+/// Zero-filled, 64-byte-aligned heap memory usable as a shared region inside one process.
+///
+/// Real agents map the kernel's regions instead (see the `std` backends); this type serves tests, benches and
+/// the simulated kernel.
+pub struct OwnedRegion {
+    // Allocated as a `Box<[Chunk]>` and turned into a raw pointer at once, so that no `Box` retag can
+    // invalidate `raw` (Stacked Borrows treats a moved `Box` as unique). Freed in `Drop`.
+    // `#[repr(align(64))]` chunks keep the base cache-line aligned like a real mapping's header.
+    mem: *mut [Chunk],
+    raw: RawRegion,
+}
+
+// SAFETY: the memory is only accessed through atomics (RawRegion) and freed once, in Drop.
+unsafe impl Send for OwnedRegion {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedRegion {}
+
+impl Drop for OwnedRegion {
+    fn drop(&mut self) {
+        // SAFETY: `mem` came from `Box::into_raw` in `new` and is freed only here, once.
+        drop(unsafe { Box::from_raw(self.mem) });
+    }
+}
+
+#[repr(C, align(64))]
+struct Chunk([AtomicU64; 8]);
+
+impl OwnedRegion {
+    /// Allocates `len` zeroed bytes (rounded up to a multiple of 64 internally; [`len`](SharedMem::len)
+    /// reports `len`).
+    pub fn new(len: usize) -> Self {
+        let chunks = len.div_ceil(64);
+        let mut v = Vec::with_capacity(chunks);
+        v.resize_with(chunks, || Chunk(Default::default()));
+        let mem = Box::into_raw(v.into_boxed_slice());
+        let base = mem as *mut Chunk as *mut u8;
+        // SAFETY: the allocation is owned by the returned value and freed only in its Drop, so
+        // `base..base+len` stays valid while `raw` (which never outlives `self` through the API) is used; it is
+        // only accessed through atomics. The base is 64-aligned (Chunk alignment); a dangling-but-aligned
+        // pointer for len 0 is never dereferenced.
+        let raw = unsafe { RawRegion::new(base, len) }.expect("heap allocation is aligned and non-null");
+        OwnedRegion { mem, raw }
+    }
+
+    /// A copy of the region's bytes (for tests and golden-byte comparisons).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw.len() + 4);
+        for off in (0..self.raw.len()).step_by(4) {
+            if off + 4 > self.raw.len() {
+                break;
+            }
+            // SAFETY: off is 4-aligned and off + 4 <= len.
+            out.extend_from_slice(&unsafe { self.raw.read_data(off) }.to_le_bytes());
+        }
+        out
+    }
+
+    /// Overwrites the region's bytes from `bytes` (at most `len` bytes; for tests and fuzzing).
+    pub fn fill_from(&self, bytes: &[u8]) {
+        let n = bytes.len().min(self.raw.len()) & !3;
+        for off in (0..n).step_by(4) {
+            let w = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]);
+            // SAFETY: off is 4-aligned and off + 4 <= n <= len.
+            unsafe { self.raw.write_data(off, w) };
+        }
+    }
+
+    /// The region as a [`RawRegion`] (valid as long as `self` lives).
+    pub fn raw(&self) -> RawRegion {
+        self.raw
+    }
+}
+
+impl core::fmt::Debug for OwnedRegion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OwnedRegion").field("len", &self.raw.len()).finish()
+    }
+}
+
+// SAFETY: delegates to the RawRegion over memory this value owns and keeps alive.
+unsafe impl SharedMem for OwnedRegion {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.raw.len()
+    }
+    #[inline(always)]
+    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.load_u32(off, order) }
+    }
+    #[inline(always)]
+    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.store_u32(off, val, order) }
+    }
+    #[inline(always)]
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.compare_exchange_u32(off, current, new, success, failure) }
+    }
+    #[inline(always)]
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.fetch_add_u32(off, val, order) }
+    }
+    #[inline(always)]
+    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.load_u64(off, order) }
+    }
+    #[inline(always)]
+    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.store_u64(off, val, order) }
+    }
+    #[inline(always)]
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.read_data(off) }
+    }
+    #[inline(always)]
+    unsafe fn write_data(&self, off: usize, val: u32) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.raw.write_data(off, val) }
+    }
+}

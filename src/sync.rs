@@ -1,0 +1,42 @@
+//! Kernel-private synchronisation primitives (not in shared memory).
+//!
+//! Under `cfg(loom)` these are loom's types so that the models explore every interleaving of the kernel-private
+//! state too; otherwise they are `core` atomics and a `spin` mutex (the ghOSt kernel serializes producers of a
+//! queue with a per-queue spinlock).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A mutual-exclusion lock: `spin::Mutex` in production, `loom::sync::Mutex` under loom.
+pub(crate) struct Lock<T> {
+    #[cfg(not(loom))]
+    inner: spin::Mutex<T>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+impl<T> Lock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Lock {
+            #[cfg(not(loom))]
+            inner: spin::Mutex::new(value),
+            #[cfg(loom)]
+            inner: loom::sync::Mutex::new(value),
+        }
+    }
+
+    #[cfg(not(loom))]
+    pub(crate) fn lock(&self) -> spin::MutexGuard<'_, T> {
+        self.inner.lock()
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+        // A loom mutex is poisoned only if a model thread panicked, which already fails the model.
+        self.inner.lock().unwrap()
+    }
+}
