@@ -622,6 +622,9 @@ impl core::fmt::Display for LayoutLine {
     }
 }
 
+/// `(struct, member)` of the C flexible array members: they have an offset but no size.
+const FLEXIBLE_MEMBERS: &[(&str, &str)] = &[("ghost_ring", "msgs"), ("ghost_msg", "payload")];
+
 macro_rules! layouts {
     ($( $ty:ident $cname:literal ($size:literal, $align:literal) { $($field:ident $cfield:literal $off:literal),* $(,)? } )*) => {
         $(
@@ -644,8 +647,11 @@ macro_rules! layouts {
                         size: Some(core::mem::size_of_val(&_z.$field)),
                     }); )*
                 }
-                if $cname == "ghost_ring" {
-                    f(LayoutLine::Field { name: $cname, field: "msgs", offset: size_of::<$ty>(), size: None });
+                // Flexible array members (`msgs[]`, `payload[]`) start right after the fixed part.
+                for (s, field) in FLEXIBLE_MEMBERS {
+                    if *s == $cname {
+                        f(LayoutLine::Field { name: $cname, field, offset: size_of::<$ty>(), size: None });
+                    }
                 }
             )*
         }
