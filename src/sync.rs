@@ -11,6 +11,13 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[allow(unused_imports)]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// The guard of a [`Lock`].
+#[cfg(not(loom))]
+pub(crate) type LockGuard<'a, T> = spin::MutexGuard<'a, T>;
+/// The guard of a [`Lock`].
+#[cfg(loom)]
+pub(crate) type LockGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
 /// A mutual-exclusion lock: `spin::Mutex` in production, `loom::sync::Mutex` under loom.
 pub(crate) struct Lock<T> {
     #[cfg(not(loom))]
@@ -30,12 +37,12 @@ impl<T> Lock<T> {
     }
 
     #[cfg(not(loom))]
-    pub(crate) fn lock(&self) -> spin::MutexGuard<'_, T> {
+    pub(crate) fn lock(&self) -> LockGuard<'_, T> {
         self.inner.lock()
     }
 
     #[cfg(loom)]
-    pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+    pub(crate) fn lock(&self) -> LockGuard<'_, T> {
         // A loom mutex is poisoned only if a model thread panicked, which already fails the model.
         self.inner.lock().unwrap()
     }

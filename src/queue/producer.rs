@@ -1,0 +1,275 @@
+//! The kernel-side producer: exactly the ghOSt kernel's produce algorithm (§3.3).
+
+use super::{check_geometry, slot_off, Notify, QueueError, HEAD, OVERFLOW, SLOT, TAIL};
+use crate::abi::{self, encode_header, Message, MSG_HEADER_LEN, MSG_NOP};
+use crate::shm::SharedMem;
+use crate::sync::{Lock, LockGuard};
+use core::mem::ManuallyDrop;
+use core::sync::atomic::Ordering;
+
+/// Ordering of the head publish. `cfg(ghost_shm_weaken)` weakens it to `Relaxed` so that the loom models can
+/// show they catch a missing Release (see `tests/loom_queue.rs`); never enable it otherwise.
+#[cfg(not(ghost_shm_weaken))]
+const HEAD_PUBLISH: Ordering = Ordering::Release;
+#[cfg(ghost_shm_weaken)]
+const HEAD_PUBLISH: Ordering = Ordering::Relaxed;
+
+/// Why a message was not produced. Every variant except [`TooLong`](ProduceError::TooLong) also increments
+/// the ring's `overflow` counter, so the agent learns about the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProduceError {
+    /// No room for the message (the kernel's `EOVERFLOW`): it was dropped and `overflow` incremented.
+    Full,
+    /// The agent-written `tail` makes `head − tail > nelems`: the ring is corrupt. Nothing was written.
+    CorruptTail {
+        /// The producer's head.
+        head: u32,
+        /// The tail read from the ring.
+        tail: u32,
+    },
+    /// Header + payload exceed 65535 bytes (the kernel's `EINVAL`). Not counted as an overflow.
+    TooLong(usize),
+}
+
+impl core::fmt::Display for ProduceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ProduceError::Full => f.write_str("queue full: message dropped, overflow incremented"),
+            ProduceError::CorruptTail { head, tail } => {
+                write!(f, "queue tail {tail} corrupt (head {head}): message dropped, overflow incremented")
+            }
+            ProduceError::TooLong(n) => write!(f, "message of {n} bytes exceeds 65535"),
+        }
+    }
+}
+
+/// Producer state, private to the kernel and protected by the queue lock.
+#[derive(Debug)]
+struct State {
+    /// Our head: the only authoritative copy (the shared one is written, never read).
+    head: u32,
+    /// Last validated agent tail; refreshed only when it says the ring is full.
+    cached_tail: u32,
+    /// Our overflow count (the shared one is written, never read).
+    overflow: u32,
+}
+
+/// The kernel side of one queue. `Sync`: any number of CPUs may produce into it at once; they serialize on a
+/// per-queue spin lock, as the ghOSt kernel does.
+///
+/// It keeps its own copies of `nelems`, `head` and `overflow` and never trusts the writable mapping for them.
+pub struct Producer<M: SharedMem, N: Notify = ()> {
+    mem: M,
+    nelems: u32,
+    mask: u32,
+    state: Lock<State>,
+    notify: N,
+}
+
+impl<M: SharedMem> Producer<M> {
+    /// Initialises a queue region of `nelems` slots (a power of two in 1..=65536) like `GHOST_IOC_CREATE_QUEUE`:
+    /// header {version 0, start 64, nelems}, head = tail = overflow = 0. `mem.len()` must be
+    /// [`abi::queue_mapsize`]`(nelems)`.
+    pub fn init(mem: M, nelems: u32) -> Result<Self, QueueError> {
+        let mask = check_geometry(nelems, mem.len())?;
+        // SAFETY: check_geometry proved mem.len() >= 76 + 8·nelems, so offsets 0..76 are in bounds; all are
+        // 4-aligned. Relaxed: the region is handed to the agent afterwards through a channel (mmap, a thread
+        // spawn) that synchronizes by itself.
+        unsafe {
+            mem.store_u32(0, abi::GHOST_QUEUE_VERSION, Ordering::Relaxed);
+            mem.store_u32(4, abi::QUEUE_RING_OFFSET as u32, Ordering::Relaxed);
+            mem.store_u32(8, nelems, Ordering::Relaxed);
+            mem.store_u32(HEAD, 0, Ordering::Relaxed);
+            mem.store_u32(TAIL, 0, Ordering::Relaxed);
+            mem.store_u32(OVERFLOW, 0, Ordering::Relaxed);
+        }
+        Ok(Producer { mem, nelems, mask, state: Lock::new(State { head: 0, cached_tail: 0, overflow: 0 }), notify: () })
+    }
+}
+
+impl<M: SharedMem, N: Notify> Producer<M, N> {
+    /// The same producer, calling `notify` after each publish (e.g. to wake the agent).
+    pub fn with_notify<N2: Notify>(self, notify: N2) -> Producer<M, N2> {
+        Producer { mem: self.mem, nelems: self.nelems, mask: self.mask, state: self.state, notify }
+    }
+
+    /// Number of slots.
+    pub fn nelems(&self) -> u32 {
+        self.nelems
+    }
+
+    /// Messages dropped so far (the producer's own count; the ring's `overflow` mirrors it).
+    pub fn overflow_count(&self) -> u32 {
+        self.state.lock().overflow
+    }
+
+    /// The region.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// The notifier.
+    pub fn notifier(&self) -> &N {
+        &self.notify
+    }
+
+    /// Produces one message with `seqnum` and publishes it (one Release store of head), then notifies.
+    pub fn produce(&self, msg: &Message, seqnum: u32) -> Result<(), ProduceError> {
+        self.batch().push(msg, seqnum)
+    }
+
+    /// Produces a message given as type + payload bytes (e.g. a type this crate does not know).
+    pub fn produce_raw(&self, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
+        self.batch().push_raw(ty, seqnum, payload)
+    }
+
+    /// Starts a batch: messages pushed into it become visible together, with one head publish, when it is
+    /// published or dropped. Holds the queue lock until then.
+    pub fn batch(&self) -> Batch<'_, M, N> {
+        let guard = self.state.lock();
+        let start = guard.head;
+        Batch { producer: self, guard: ManuallyDrop::new(guard), start }
+    }
+
+    /// Free-space split for `head`/`tail`: `(ahead, behind)` slots, as the kernel computes it.
+    #[inline]
+    fn space(&self, head: u32, tail: u32) -> Option<(u32, u32)> {
+        let used = head.wrapping_sub(tail);
+        if used > self.nelems {
+            return None;
+        }
+        if used == self.nelems {
+            return Some((0, 0));
+        }
+        let hi = head & self.mask;
+        let ti = tail & self.mask;
+        Some(if ti <= hi { (self.nelems - hi, ti) } else { (ti - hi, 0) })
+    }
+
+    fn count_overflow(&self, s: &mut State) {
+        s.overflow = s.overflow.wrapping_add(1);
+        // Release pairs with the consumer's Acquire load of overflow: an agent that sees the count also sees
+        // every message published before the drop.
+        // SAFETY: OVERFLOW (72) is in bounds (check_geometry) and 4-aligned.
+        unsafe { self.mem.store_u32(OVERFLOW, s.overflow, Ordering::Release) };
+    }
+
+    /// Writes one message at `s.head` (not yet published). The algorithm of §3.3, steps 1 and 3–6.
+    fn write(&self, s: &mut State, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
+        let len = MSG_HEADER_LEN + payload.len();
+        if len > u16::MAX as usize {
+            return Err(ProduceError::TooLong(len));
+        }
+        let need = len.div_ceil(SLOT) as u32;
+        // The cached tail was validated when read and only our head moved since, so this cannot fail.
+        let (mut ahead, mut behind) = self.space(s.head, s.cached_tail).unwrap_or((0, 0));
+        if ahead < need && behind < need {
+            // Read the agent-written tail exactly once for this operation. Acquire pairs with the consumer's
+            // Release store of tail: its reads of the slots we are about to reuse happen before our writes.
+            // SAFETY: TAIL (68) is in bounds (check_geometry) and 4-aligned.
+            let tail = unsafe { self.mem.load_u32(TAIL, Ordering::Acquire) };
+            match self.space(s.head, tail) {
+                Some(sp) => {
+                    s.cached_tail = tail;
+                    (ahead, behind) = sp;
+                }
+                None => {
+                    self.count_overflow(s);
+                    return Err(ProduceError::CorruptTail { head: s.head, tail });
+                }
+            }
+            if ahead < need && behind < need {
+                self.count_overflow(s);
+                return Err(ProduceError::Full);
+            }
+        }
+        if ahead < need {
+            // Wrap: a NOP covers the gap to the end of the array (seqnum left stale, as the kernel does).
+            // ahead < need <= 8192, so ahead * 8 fits the u16 length.
+            let nop = encode_header(MSG_NOP, (ahead as usize * SLOT) as u16, 0);
+            // SAFETY: head & mask < nelems, so the slot is in bounds (check_geometry); slots are 4-aligned.
+            unsafe {
+                self.mem.write_data(slot_off(s.head & self.mask), u32::from_ne_bytes([nop[0], nop[1], nop[2], nop[3]]))
+            };
+            s.head = s.head.wrapping_add(ahead);
+        }
+        let idx = s.head & self.mask;
+        // INVARIANT: idx + need <= nelems (either ahead >= need from idx, or idx == 0 and behind >= need).
+        let base = slot_off(idx);
+        let h = encode_header(ty, len as u16, seqnum);
+        // SAFETY: by the invariant above, base .. base + 8·need is inside the slot array, hence inside the
+        // region (check_geometry); every offset below is base + a multiple of 4 < base + 8·need.
+        unsafe {
+            self.mem.write_data(base, u32::from_ne_bytes([h[0], h[1], h[2], h[3]]));
+            self.mem.write_data(base + 4, u32::from_ne_bytes([h[4], h[5], h[6], h[7]]));
+            let mut off = base + MSG_HEADER_LEN;
+            let mut chunks = payload.chunks_exact(4);
+            for c in &mut chunks {
+                self.mem.write_data(off, u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                off += 4;
+            }
+            let r = chunks.remainder();
+            if !r.is_empty() {
+                let mut w = [0u8; 4];
+                w[..r.len()].copy_from_slice(r);
+                self.mem.write_data(off, u32::from_ne_bytes(w));
+            }
+        }
+        s.head = s.head.wrapping_add(need);
+        Ok(())
+    }
+}
+
+/// Messages produced together and published with one Release store of head (see [`Producer::batch`]).
+pub struct Batch<'a, M: SharedMem, N: Notify> {
+    producer: &'a Producer<M, N>,
+    // Dropped exactly once, in `Drop`, between the head publish and the notification.
+    guard: ManuallyDrop<LockGuard<'a, State>>,
+    start: u32,
+}
+
+impl<M: SharedMem, N: Notify> Batch<'_, M, N> {
+    /// Writes `msg` with `seqnum` into the ring (visible when the batch is published). On error nothing of
+    /// this message was written and, except for [`ProduceError::TooLong`], `overflow` was incremented.
+    pub fn push(&mut self, msg: &Message, seqnum: u32) -> Result<(), ProduceError> {
+        self.producer.write(&mut self.guard, msg.msg_type() as u16, seqnum, msg.payload_bytes())
+    }
+
+    /// Like [`push`](Batch::push) for a raw type and payload.
+    pub fn push_raw(&mut self, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
+        self.producer.write(&mut self.guard, ty, seqnum, payload)
+    }
+
+    /// Slots written by this batch so far (NOP padding included).
+    pub fn pending_slots(&self) -> u32 {
+        self.guard.head.wrapping_sub(self.start)
+    }
+
+    /// Publishes everything pushed (one Release store of head), releases the lock, then notifies if anything
+    /// was pushed. Dropping the batch does the same.
+    pub fn publish(self) {}
+}
+
+impl<M: SharedMem, N: Notify> Drop for Batch<'_, M, N> {
+    fn drop(&mut self) {
+        let n = self.guard.head.wrapping_sub(self.start);
+        if n != 0 {
+            // Release pairs with the consumer's Acquire load of head: every slot written above happens before
+            // the consumer's reads of them.
+            // SAFETY: HEAD (64) is in bounds (check_geometry) and 4-aligned.
+            unsafe { self.producer.mem.store_u32(HEAD, self.guard.head, HEAD_PUBLISH) };
+        }
+        // SAFETY: the guard is not used after this point and this is the only place it is dropped.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        if n != 0 {
+            // Outside the lock, as the kernel wakes the agent after unlocking the queue.
+            self.producer.notify.notify();
+        }
+    }
+}
+
+impl<M: SharedMem, N: Notify> core::fmt::Debug for Producer<M, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Producer").field("nelems", &self.nelems).finish()
+    }
+}

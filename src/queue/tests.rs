@@ -1,0 +1,276 @@
+use super::*;
+use crate::abi::*;
+use crate::shm::OwnedRegion;
+use std::vec::Vec;
+
+fn region(nelems: u32) -> OwnedRegion {
+    OwnedRegion::new(queue_mapsize(nelems))
+}
+
+fn tick(cpu: i32) -> Message {
+    Message::CpuTick(PayloadCpuTick { cpu, is_agent: 0 })
+}
+
+fn dead(gtid: u64, cpu: i32) -> Message {
+    Message::TaskDead(PayloadTaskDead { gtid, cpu, _pad: 0 })
+}
+
+/// A small ring after a known sequence with a wrap (NOP) and an overflow equals bytes written out by hand
+/// from the ABI tables (§1.2–1.5, §3.3).
+#[test]
+fn golden_bytes_after_wrap_and_overflow() {
+    let r = region(8);
+    let p = Producer::init(&r, 8).unwrap();
+    let mut c = Consumer::attach(&r).unwrap();
+    let wake = Message::TaskWakeup(PayloadTaskWakeup {
+        gtid: 0x0102_0304_0506_0708,
+        agent_data: 0,
+        deferrable: 1,
+        _pad: [0; 3],
+        last_ran_cpu: 5,
+        wake_up_cpu: 6,
+        waker_cpu: 7,
+    });
+    p.produce(&wake, 1).unwrap(); // 40 bytes = 5 slots: 0..=4, head 5
+    assert_eq!(c.pop().unwrap().unwrap().message, wake); // tail 5
+    p.produce(&tick(1), 2).unwrap(); // 16 bytes = 2 slots: 5, 6; head 7
+    p.produce(&dead(0x1122_3344_5566_7788, 2), 3).unwrap(); // 3 slots; 1 left before the end: NOP at 7, msg at 0..=2
+    let new = Message::TaskNew(PayloadTaskNew::default()); // 7 slots; ahead = 5 - 3 = 2: full
+    assert_eq!(p.produce(&new, 4), Err(ProduceError::Full));
+
+    let mut want = std::vec![0u8; 4096];
+    let put = |w: &mut Vec<u8>, off: usize, b: &[u8]| w[off..off + b.len()].copy_from_slice(b);
+    put(&mut want, 0, &[0, 0, 0, 0, 64, 0, 0, 0, 8, 0, 0, 0]); // version 0, start 64, nelems 8
+    put(&mut want, 64, &[11, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0]); // head 11, tail 5, overflow 1
+    let slot = |i: usize| 76 + 8 * i;
+    // slot 0: TASK_DEAD header {type 64, length 24, seqnum 3}; slots 1–2: gtid, cpu 2, 4 bytes padding.
+    put(&mut want, slot(0), &[64, 0, 24, 0, 3, 0, 0, 0]);
+    put(&mut want, slot(1), &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 2, 0, 0, 0, 0, 0, 0, 0]);
+    // slots 3–4: left over from TASK_WAKEUP's payload bytes 16..32: deferrable 1, pad, cpus 5, 6, 7.
+    put(&mut want, slot(3), &[1, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0]);
+    // slot 5: CPU_TICK header {type 128, length 16, seqnum 2}; slot 6: cpu 1, is_agent 0.
+    put(&mut want, slot(5), &[128, 0, 16, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    // slot 7: NOP {type 0, length 8}, seqnum not written (stale: still 0).
+    put(&mut want, slot(7), &[0, 0, 8, 0, 0, 0, 0, 0]);
+    assert_eq!(r.to_bytes(), want);
+
+    // And the consumer sees exactly the two messages, skipping the NOP, and the overflow.
+    let mut got = Vec::new();
+    c.drain(|m| got.push((m.seqnum, m.message))).unwrap();
+    assert_eq!(got, [(2, tick(1)), (3, dead(0x1122_3344_5566_7788, 2))]);
+    assert_eq!(c.new_overflows(), 1);
+    assert_eq!(c.new_overflows(), 0);
+}
+
+#[test]
+fn fills_exactly_then_overflows_then_recovers() {
+    let r = region(4);
+    let p = Producer::init(&r, 4).unwrap();
+    let mut c = Consumer::attach(&r).unwrap();
+    p.produce(&tick(0), 0).unwrap();
+    p.produce(&tick(1), 1).unwrap(); // 4 slots used: full
+    assert_eq!(p.produce(&tick(2), 2), Err(ProduceError::Full));
+    assert_eq!(p.overflow_count(), 1);
+    assert_eq!(c.pop().unwrap().unwrap().seqnum, 0);
+    p.produce(&tick(3), 3).unwrap();
+    let mut seq = Vec::new();
+    c.drain(|m| seq.push(m.seqnum)).unwrap();
+    assert_eq!(seq, [1, 3]);
+    assert_eq!(c.new_overflows(), 1);
+}
+
+#[test]
+fn batch_publishes_once_and_notifies_once() {
+    use core::cell::Cell;
+    struct Count(Cell<u32>);
+    impl Notify for Count {
+        fn notify(&self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let r = region(16);
+    let p = Producer::init(&r, 16).unwrap().with_notify(Count(Cell::new(0)));
+    let mut c = Consumer::attach(&r).unwrap();
+    {
+        let mut b = p.batch();
+        b.push(&tick(0), 1).unwrap();
+        b.push(&tick(1), 2).unwrap();
+        assert_eq!(b.pending_slots(), 4);
+        // Not visible before the publish.
+        assert!(!c.has_pending().unwrap());
+        b.publish();
+    }
+    assert_eq!(p.notifier().0.get(), 1);
+    assert_eq!(c.drain(|_| ()).unwrap(), 2);
+    // An empty batch neither publishes nor notifies.
+    p.batch().publish();
+    assert_eq!(p.notifier().0.get(), 1);
+}
+
+#[test]
+fn hostile_tail_is_reported_and_nothing_is_overwritten() {
+    let r = region(4);
+    let p = Producer::init(&r, 4).unwrap();
+    p.produce(&tick(0), 0).unwrap();
+    p.produce(&tick(1), 1).unwrap(); // full: the next produce must read tail
+    let before = r.to_bytes();
+    for bad_tail in [5u32, u32::MAX - 10, 100] {
+        // SAFETY: TAIL is a valid, aligned offset of the region.
+        unsafe { r.store_u32(TAIL, bad_tail, core::sync::atomic::Ordering::Relaxed) };
+        assert_eq!(p.produce(&tick(2), 2), Err(ProduceError::CorruptTail { head: 4, tail: bad_tail }));
+    }
+    let after = r.to_bytes();
+    // Only tail (written by us) and overflow (3 drops) changed.
+    let mut expect = before.clone();
+    expect[TAIL..TAIL + 4].copy_from_slice(&100u32.to_le_bytes());
+    expect[OVERFLOW..OVERFLOW + 4].copy_from_slice(&3u32.to_le_bytes());
+    assert_eq!(after, expect);
+}
+
+#[test]
+fn hostile_head_and_lengths_are_typed_errors() {
+    let r = region(8);
+    let p = Producer::init(&r, 8).unwrap();
+    let mut c = Consumer::attach(&r).unwrap();
+    // SAFETY (all stores below): HEAD and the slots are valid, aligned offsets of the region.
+    unsafe { r.store_u32(HEAD, 9, core::sync::atomic::Ordering::Relaxed) };
+    assert_eq!(c.read(), Err(ConsumeError::CorruptHead { head: 9, tail: 0 }));
+    // length 0 (would loop forever if trusted)
+    unsafe {
+        r.store_u32(HEAD, 2, core::sync::atomic::Ordering::Relaxed);
+        r.write_data(slot_off(0), u32::from_ne_bytes([128, 0, 0, 0]));
+    }
+    assert_eq!(c.read(), Err(ConsumeError::BadLength { at: 0, ty: 128, length: 0 }));
+    // longer than published
+    unsafe { r.write_data(slot_off(0), u32::from_ne_bytes([128, 0, 24, 0])) };
+    assert_eq!(c.read(), Err(ConsumeError::BadLength { at: 0, ty: 128, length: 24 }));
+    // crossing the end of the array
+    unsafe {
+        r.store_u32(HEAD, 8, core::sync::atomic::Ordering::Relaxed);
+        r.write_data(slot_off(0), u32::from_ne_bytes([128, 0, 255, 255]));
+    }
+    assert!(matches!(c.read(), Err(ConsumeError::BadLength { length: 65535, .. })));
+    // Unknown type, well framed: reported, stepped over, and reading continues.
+    unsafe {
+        r.write_data(slot_off(0), u32::from_ne_bytes([99, 0, 16, 0]));
+        r.write_data(slot_off(2), u32::from_ne_bytes([128, 0, 16, 0]));
+        r.store_u32(HEAD, 4, core::sync::atomic::Ordering::Relaxed);
+    }
+    assert!(matches!(c.read(), Err(ConsumeError::Undecodable { error: DecodeError::UnknownType(99), .. })));
+    assert_eq!(c.read().unwrap().unwrap().message.msg_type(), MsgType::CpuTick);
+    drop(p);
+}
+
+#[test]
+fn attach_validates_the_header() {
+    let r = region(8);
+    assert_eq!(Consumer::attach(&r).err(), Some(QueueError::BadStart(0)));
+    Producer::init(&r, 8).unwrap();
+    // SAFETY (stores): offsets 0, 4, 8 are valid, aligned header words.
+    unsafe { r.store_u32(0, 1, core::sync::atomic::Ordering::Relaxed) };
+    assert_eq!(Consumer::attach(&r).err(), Some(QueueError::BadVersion(1)));
+    unsafe {
+        r.store_u32(0, 0, core::sync::atomic::Ordering::Relaxed);
+        r.store_u32(4, 60, core::sync::atomic::Ordering::Relaxed);
+    }
+    assert_eq!(Consumer::attach(&r).err(), Some(QueueError::BadStart(60)));
+    unsafe {
+        r.store_u32(4, 64, core::sync::atomic::Ordering::Relaxed);
+        r.store_u32(8, 1024, core::sync::atomic::Ordering::Relaxed);
+    }
+    assert_eq!(
+        Consumer::attach(&r).err(),
+        Some(QueueError::LengthMismatch { expected: queue_mapsize(1024), actual: queue_mapsize(8) })
+    );
+    assert_eq!(Consumer::attach(OwnedRegion::new(8)).err(), Some(QueueError::LengthMismatch { expected: 4096, actual: 8 }));
+    assert_eq!(Producer::init(&r, 3).err(), Some(QueueError::BadNelems(3)));
+}
+
+#[test]
+fn a_new_consumer_resumes_at_the_released_tail() {
+    let r = region(8);
+    let p = Producer::init(&r, 8).unwrap();
+    for s in 0..3 {
+        p.produce(&tick(s), s as u32).unwrap();
+    }
+    let mut c = Consumer::attach(&r).unwrap();
+    assert_eq!(c.pop().unwrap().unwrap().seqnum, 0);
+    assert_eq!(c.read().unwrap().unwrap().seqnum, 1); // read, not released
+    drop(c);
+    let mut c2 = Consumer::attach(&r).unwrap();
+    let mut seq = Vec::new();
+    c2.drain(|m| seq.push(m.seqnum)).unwrap();
+    assert_eq!(seq, [1, 2]);
+}
+
+#[test]
+fn raw_view_copies_payload() {
+    let r = region(8);
+    let p = Producer::init(&r, 8).unwrap();
+    p.produce_raw(200, 77, &[1, 2, 3, 4, 5, 6]).unwrap();
+    let mut c = Consumer::attach(&r).unwrap();
+    let m = c.read_raw().unwrap().unwrap();
+    assert_eq!((m.msg_type(), m.length(), m.seqnum()), (200, 14, 77));
+    let mut out = [0u8; 8];
+    assert_eq!(m.copy_payload(&mut out), 6);
+    assert_eq!(out, [1, 2, 3, 4, 5, 6, 0, 0]);
+    assert!(matches!(m.decode(), Err(ConsumeError::Undecodable { error: DecodeError::UnknownType(200), .. })));
+    assert_eq!(p.produce_raw(1, 0, &[0; 65535]), Err(ProduceError::TooLong(65543)));
+}
+
+#[test]
+fn many_producers_one_consumer_keep_per_producer_order() {
+    use std::sync::Arc;
+    let per = if cfg!(miri) { 40 } else { 20_000 };
+    let r = Arc::new(region(16));
+    let p = Arc::new(Producer::init(r.clone(), 16).unwrap());
+    let mut c = Consumer::attach(r.clone()).unwrap();
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    // seqnum encodes (producer, index); spin until there is room.
+                    while p.produce(&tick(t), (t as u32) << 24 | i).is_err() {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut next = [0u32; 3];
+    let mut total = 0;
+    while total < 3 * per {
+        match c.pop().unwrap() {
+            Some(m) => {
+                let (t, i) = ((m.seqnum >> 24) as usize, m.seqnum & 0xff_ffff);
+                assert_eq!(m.message.cpu(), Some(t as i32));
+                assert_eq!(i, next[t], "producer {t} out of order");
+                next[t] += 1;
+                total += 1;
+            }
+            None => std::thread::yield_now(),
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(next, [per; 3]);
+    assert!(!c.has_pending().unwrap());
+}
+
+#[test]
+fn doorbell_handshake() {
+    let bell_mem = OwnedRegion::new(64);
+    let bell = Doorbell::new(&bell_mem, 0).unwrap();
+    assert!(Doorbell::new(&bell_mem, 62).is_none());
+    assert!(!bell.ring()); // nobody waiting
+    bell.prepare_wait();
+    assert!(bell.is_waiting());
+    assert!(bell.ring()); // must wake
+    assert!(!bell.is_waiting());
+    assert!(!bell.ring()); // only once
+    bell.prepare_wait();
+    bell.cancel_wait();
+    assert!(!bell.ring());
+}
