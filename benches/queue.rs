@@ -1,1 +1,303 @@
-fn main() {}
+//! Queue benchmarks, with the peers a user would pick instead measured in the same run.
+//!
+//! - `spsc/*`: 40-byte payloads across two threads (one producer thread, one consumer thread), time per
+//!   message. ghost-shm moves a `MSG_TASK_YIELD` (40-byte payload, 48 bytes on the wire with its header);
+//!   the peers move a `[u8; 40]`.
+//! - `pingpong/*`: one-way latency (round trip / 2) between two threads over two queues, against a raw
+//!   cache-line ping-pong (two `AtomicU64`s on their own cache lines).
+//! - `mpsc/N`: N producer threads into one queue, one consumer; time per message (set
+//!   `GHOST_SHM_MAX_PRODUCERS` to cap N; default: every count up to 15 that the machine has cores for + 1).
+//!
+//! `scripts/bench-ratios.py` turns criterion's estimates into the ratios of BENCHMARKS.md.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ghost_shm::abi::{self, Message, PayloadTaskYield};
+use ghost_shm::queue::{Consumer, Producer};
+use ghost_shm::shm::OwnedRegion;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PEER_CAP: usize = 1024;
+/// 1024 TASK_YIELD messages of 6 slots need 6144 slots: the next power of two.
+const GHOST_SLOTS: u32 = 8192;
+
+fn msg(i: u64) -> Message {
+    Message::TaskYield(PayloadTaskYield { gtid: i, runtime: i, cpu_seqnum: i, cpu: 1, ..Default::default() })
+}
+
+fn item(i: u64) -> [u8; 40] {
+    let mut a = [0u8; 40];
+    a[..8].copy_from_slice(&i.to_le_bytes());
+    a
+}
+
+/// Runs `producer` on this thread and `consumer` on another; returns the elapsed time.
+fn two_threads(producer: impl FnOnce(), consumer: impl FnOnce() + Send + 'static) -> Duration {
+    let t = std::thread::spawn(consumer);
+    let start = Instant::now();
+    producer();
+    t.join().unwrap();
+    start.elapsed()
+}
+
+fn ghost_pair() -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<OwnedRegion>>) {
+    let r = Arc::new(OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)));
+    let p = Producer::init(r.clone(), GHOST_SLOTS).unwrap();
+    let c = Consumer::attach(r).unwrap();
+    (p, c)
+}
+
+fn spsc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spsc");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ghost_one", |b| {
+        b.iter_custom(|n| {
+            let (p, mut cons) = ghost_pair();
+            two_threads(
+                || {
+                    for i in 0..n {
+                        let m = msg(i);
+                        while p.produce(&m, i as u32).is_err() {
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+                move || {
+                    let mut got = 0;
+                    while got < n {
+                        if let Ok(Some(d)) = cons.pop() {
+                            black_box(d);
+                            got += 1;
+                        }
+                    }
+                },
+            )
+        })
+    });
+    g.bench_function("ghost_batch16", |b| {
+        b.iter_custom(|n| {
+            let (p, mut cons) = ghost_pair();
+            two_threads(
+                || {
+                    let mut i = 0;
+                    while i < n {
+                        let mut batch = p.batch();
+                        let end = (i + 16).min(n);
+                        while i < end {
+                            if batch.push(&msg(i), i as u32).is_err() {
+                                break;
+                            }
+                            i += 1;
+                        }
+                        batch.publish();
+                    }
+                },
+                move || {
+                    let mut got = 0;
+                    while got < n {
+                        got += cons.drain(|d| {
+                        black_box(d);
+                    }).unwrap_or(0) as u64;
+                    }
+                },
+            )
+        })
+    });
+    g.bench_function("heapless", |b| {
+        b.iter_custom(|n| {
+            let q: &'static mut heapless::spsc::Queue<[u8; 40], PEER_CAP> =
+                Box::leak(Box::new(heapless::spsc::Queue::new()));
+            let (mut prod, mut cons) = q.split();
+            two_threads(
+                move || {
+                    for i in 0..n {
+                        let mut it = item(i);
+                        while let Err(back) = prod.enqueue(it) {
+                            it = back;
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+                move || {
+                    let mut got = 0;
+                    while got < n {
+                        if let Some(x) = cons.dequeue() {
+                            black_box(x);
+                            got += 1;
+                        }
+                    }
+                },
+            )
+        })
+    });
+    g.bench_function("rtrb", |b| {
+        b.iter_custom(|n| {
+            let (mut prod, mut cons) = rtrb::RingBuffer::<[u8; 40]>::new(PEER_CAP);
+            two_threads(
+                move || {
+                    for i in 0..n {
+                        let it = item(i);
+                        while prod.push(it).is_err() {
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+                move || {
+                    let mut got = 0;
+                    while got < n {
+                        if let Ok(x) = cons.pop() {
+                            black_box(x);
+                            got += 1;
+                        }
+                    }
+                },
+            )
+        })
+    });
+    g.bench_function("crossbeam_array", |b| {
+        b.iter_custom(|n| {
+            let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; 40]>::new(PEER_CAP));
+            let q2 = q.clone();
+            two_threads(
+                move || {
+                    for i in 0..n {
+                        let mut it = item(i);
+                        while let Err(back) = q.push(it) {
+                            it = back;
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+                move || {
+                    let mut got = 0;
+                    while got < n {
+                        if let Some(x) = q2.pop() {
+                            black_box(x);
+                            got += 1;
+                        }
+                    }
+                },
+            )
+        })
+    });
+    g.finish();
+}
+
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+fn pingpong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pingpong");
+    g.bench_function("raw_cacheline", |b| {
+        b.iter_custom(|n| {
+            let ping = Arc::new(Line(AtomicU64::new(0)));
+            let pong = Arc::new(Line(AtomicU64::new(0)));
+            let (pi, po) = (ping.clone(), pong.clone());
+            let t = std::thread::spawn(move || {
+                for i in 1..=n {
+                    while pi.0.load(Ordering::Acquire) != i {
+                        std::hint::spin_loop();
+                    }
+                    po.0.store(i, Ordering::Release);
+                }
+            });
+            let start = Instant::now();
+            for i in 1..=n {
+                ping.0.store(i, Ordering::Release);
+                while pong.0.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+            }
+            let e = start.elapsed();
+            t.join().unwrap();
+            e / 2 // one way
+        })
+    });
+    g.bench_function("ghost", |b| {
+        b.iter_custom(|n| {
+            let (p_ab, mut c_ab) = ghost_pair();
+            let (p_ba, mut c_ba) = ghost_pair();
+            let t = std::thread::spawn(move || {
+                for _ in 0..n {
+                    loop {
+                        if let Ok(Some(d)) = c_ab.pop() {
+                            p_ba.produce(&d.message, d.seqnum).unwrap();
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            let start = Instant::now();
+            for i in 0..n {
+                p_ab.produce(&msg(i), i as u32).unwrap();
+                loop {
+                    if let Ok(Some(d)) = c_ba.pop() {
+                        black_box(d);
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            let e = start.elapsed();
+            t.join().unwrap();
+            e / 2
+        })
+    });
+    g.finish();
+}
+
+fn mpsc(c: &mut Criterion) {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let max: usize = std::env::var("GHOST_SHM_MAX_PRODUCERS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    let mut g = c.benchmark_group("mpsc");
+    g.throughput(Throughput::Elements(1));
+    for producers in [1usize, 2, 4, 8, 15] {
+        if producers > max || producers > cores.max(2) {
+            continue;
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(producers), &producers, |b, &np| {
+            b.iter_custom(|n| {
+                let (p, mut cons) = ghost_pair();
+                let p = Arc::new(p);
+                let per = n.div_ceil(np as u64);
+                let total = per * np as u64;
+                let start = Instant::now();
+                let hs: Vec<_> = (0..np)
+                    .map(|t| {
+                        let p = p.clone();
+                        std::thread::spawn(move || {
+                            for i in 0..per {
+                                let m = msg(i);
+                                while p.produce(&m, t as u32).is_err() {
+                                    std::hint::spin_loop();
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let mut got = 0;
+                while got < total {
+                    got += cons.drain(|d| {
+                        black_box(d);
+                    }).unwrap_or(0) as u64;
+                }
+                let e = start.elapsed();
+                for h in hs {
+                    h.join().unwrap();
+                }
+                e.mul_f64(n as f64 / total as f64)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3))
+}
+
+criterion_group!(name = benches; config = config(); targets = spsc, pingpong, mpsc);
+criterion_main!(benches);

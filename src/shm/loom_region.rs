@@ -36,14 +36,21 @@ impl LoomRegion {
     /// A zeroed region of `len` bytes (a multiple of 4) whose `u32` control words are at `atomics32` and `u64`
     /// control words at `atomics64`; every other word is a data word.
     pub fn new(len: usize, atomics32: &[usize], atomics64: &[usize]) -> Self {
-        assert!(len % 4 == 0, "loom region length must be a multiple of 4");
-        let mut kinds = std::vec![0u8; len / 4];
+        Self::sparse(len, len, atomics32, atomics64)
+    }
+
+    /// Like [`new`](LoomRegion::new), but only the first `backed` bytes exist as model objects (keeping models
+    /// small when the ABI fixes a large region, e.g. a 4096-byte queue mapping of 4 slots); an access beyond
+    /// `backed` panics, failing the model.
+    pub fn sparse(len: usize, backed: usize, atomics32: &[usize], atomics64: &[usize]) -> Self {
+        assert!(len % 4 == 0 && backed % 4 == 0 && backed <= len, "loom region lengths must be multiples of 4");
+        let mut kinds = std::vec![0u8; backed / 4];
         for &o in atomics32 {
-            assert!(o % 4 == 0 && o + 4 <= len);
+            assert!(o % 4 == 0 && o + 4 <= backed);
             kinds[o / 4] = 1;
         }
         for &o in atomics64 {
-            assert!(o % 8 == 0 && o + 8 <= len);
+            assert!(o % 8 == 0 && o + 8 <= backed);
             kinds[o / 4] = 2;
             kinds[o / 4 + 1] = 3;
         }
@@ -61,7 +68,7 @@ impl LoomRegion {
 
     fn a32(&self, off: usize) -> &AtomicU32 {
         assert!(off % 4 == 0 && off + 4 <= self.len, "out-of-bounds u32 access at {off}");
-        match &self.words[off / 4] {
+        match self.words.get(off / 4).expect("access beyond the backed part of a loom region") {
             Word::A32(a) => a,
             _ => panic!("word at {off} is not a u32 control word"),
         }
@@ -69,7 +76,7 @@ impl LoomRegion {
 
     fn a64(&self, off: usize) -> &AtomicU64 {
         assert!(off % 8 == 0 && off + 8 <= self.len, "out-of-bounds u64 access at {off}");
-        match &self.words[off / 4] {
+        match self.words.get(off / 4).expect("access beyond the backed part of a loom region") {
             Word::A64(a) => a,
             _ => panic!("word at {off} is not a u64 control word"),
         }
@@ -77,7 +84,7 @@ impl LoomRegion {
 
     fn data(&self, off: usize) -> &UnsafeCell<u32> {
         assert!(off % 4 == 0 && off + 4 <= self.len, "out-of-bounds data access at {off}");
-        match &self.words[off / 4] {
+        match self.words.get(off / 4).expect("access beyond the backed part of a loom region") {
             Word::Data(c) => c,
             _ => panic!("word at {off} is a control word, accessed as data"),
         }
