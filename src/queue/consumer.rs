@@ -1,7 +1,7 @@
 //! The agent-side consumer (§3.4): one per queue, `Send` but neither `Sync` nor `Clone`.
 
 use super::{check_geometry, slot_off, QueueError, HEAD, OVERFLOW, SLOT, TAIL};
-use crate::abi::{self, decode_header, Decoded, DecodeError, Message, MsgType, MAX_MSG_LEN, MSG_HEADER_LEN, MSG_NOP};
+use crate::abi::{self, decode_header, DecodeError, Decoded, Message, MsgType, MAX_MSG_LEN, MSG_HEADER_LEN, MSG_NOP};
 use crate::shm::SharedMem;
 use core::cell::Cell;
 use core::marker::PhantomData;

@@ -224,7 +224,13 @@ impl<M: SharedMem> Doorbell<M> {
             self.mem.load_u32(self.off, Ordering::Relaxed) == DOORBELL_WAITING
                 && self
                     .mem
-                    .compare_exchange_u32(self.off, DOORBELL_WAITING, DOORBELL_IDLE, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange_u32(
+                        self.off,
+                        DOORBELL_WAITING,
+                        DOORBELL_IDLE,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
         }
     }

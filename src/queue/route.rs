@@ -95,7 +95,8 @@ pub struct AssocStatus {
 impl AssocStatus {
     /// The ioctl's return value.
     pub fn to_raw(self) -> i32 {
-        (if self.already { GHOST_ASSOC_SF_ALREADY } else { 0 }) | (if self.brand_new { GHOST_ASSOC_SF_BRAND_NEW } else { 0 })
+        (if self.already { GHOST_ASSOC_SF_ALREADY } else { 0 })
+            | (if self.brand_new { GHOST_ASSOC_SF_BRAND_NEW } else { 0 })
     }
 }
 

@@ -7,6 +7,20 @@ fn region(nelems: u32) -> OwnedRegion {
     OwnedRegion::new(queue_mapsize(nelems))
 }
 
+/// Stores a control word, as a hostile agent or kernel would (bounds-checked, test only).
+fn poke(r: &OwnedRegion, off: usize, v: u32) {
+    assert!(off % 4 == 0 && off + 4 <= r.len());
+    // SAFETY: checked just above: 4-aligned and in bounds.
+    unsafe { r.store_u32(off, v, core::sync::atomic::Ordering::Relaxed) }
+}
+
+/// Writes a data word (bounds-checked, test only).
+fn poke_data(r: &OwnedRegion, off: usize, v: u32) {
+    assert!(off % 4 == 0 && off + 4 <= r.len());
+    // SAFETY: checked just above: 4-aligned and in bounds.
+    unsafe { r.write_data(off, v) }
+}
+
 fn tick(cpu: i32) -> Message {
     Message::CpuTick(PayloadCpuTick { cpu, is_agent: 0 })
 }
@@ -115,8 +129,7 @@ fn hostile_tail_is_reported_and_nothing_is_overwritten() {
     p.produce(&tick(1), 1).unwrap(); // full: the next produce must read tail
     let before = r.to_bytes();
     for bad_tail in [5u32, u32::MAX - 10, 100] {
-        // SAFETY: TAIL is a valid, aligned offset of the region.
-        unsafe { r.store_u32(TAIL, bad_tail, core::sync::atomic::Ordering::Relaxed) };
+        poke(&r, TAIL, bad_tail);
         assert_eq!(p.produce(&tick(2), 2), Err(ProduceError::CorruptTail { head: 4, tail: bad_tail }));
     }
     let after = r.to_bytes();
@@ -132,33 +145,26 @@ fn hostile_head_and_lengths_are_typed_errors() {
     let r = region(8);
     let p = Producer::init(&r, 8).unwrap();
     let mut c = Consumer::attach(&r).unwrap();
-    // SAFETY (all stores below): HEAD and the slots are valid, aligned offsets of the region.
-    unsafe { r.store_u32(HEAD, 9, core::sync::atomic::Ordering::Relaxed) };
+    poke(&r, HEAD, 9);
     assert_eq!(c.read(), Err(ConsumeError::CorruptHead { head: 9, tail: 0 }));
     // length 0 (would loop forever if trusted)
-    unsafe {
-        r.store_u32(HEAD, 2, core::sync::atomic::Ordering::Relaxed);
-        r.write_data(slot_off(0), u32::from_ne_bytes([128, 0, 0, 0]));
-    }
+    poke(&r, HEAD, 2);
+    poke_data(&r, slot_off(0), u32::from_ne_bytes([128, 0, 0, 0]));
     assert_eq!(c.read(), Err(ConsumeError::BadLength { at: 0, ty: 128, length: 0 }));
     // longer than published
-    unsafe { r.write_data(slot_off(0), u32::from_ne_bytes([128, 0, 24, 0])) };
+    poke_data(&r, slot_off(0), u32::from_ne_bytes([128, 0, 24, 0]));
     assert_eq!(c.read(), Err(ConsumeError::BadLength { at: 0, ty: 128, length: 24 }));
     // crossing the end of the array
-    unsafe {
-        r.store_u32(HEAD, 8, core::sync::atomic::Ordering::Relaxed);
-        r.write_data(slot_off(0), u32::from_ne_bytes([128, 0, 255, 255]));
-    }
+    poke(&r, HEAD, 8);
+    poke_data(&r, slot_off(0), u32::from_ne_bytes([128, 0, 255, 255]));
     assert!(matches!(c.read(), Err(ConsumeError::BadLength { length: 65535, .. })));
     // Unknown type, well framed: reported, stepped over, and reading continues.
-    unsafe {
-        r.write_data(slot_off(0), u32::from_ne_bytes([99, 0, 16, 0]));
-        r.write_data(slot_off(2), u32::from_ne_bytes([128, 0, 16, 0]));
-        r.store_u32(HEAD, 4, core::sync::atomic::Ordering::Relaxed);
-    }
+    poke_data(&r, slot_off(0), u32::from_ne_bytes([99, 0, 16, 0]));
+    poke_data(&r, slot_off(2), u32::from_ne_bytes([128, 0, 16, 0]));
+    poke(&r, HEAD, 4);
     assert!(matches!(c.read(), Err(ConsumeError::Undecodable { error: DecodeError::UnknownType(99), .. })));
     assert_eq!(c.read().unwrap().unwrap().message.msg_type(), MsgType::CpuTick);
-    drop(p);
+    let _ = p;
 }
 
 #[test]
@@ -166,23 +172,21 @@ fn attach_validates_the_header() {
     let r = region(8);
     assert_eq!(Consumer::attach(&r).err(), Some(QueueError::BadStart(0)));
     Producer::init(&r, 8).unwrap();
-    // SAFETY (stores): offsets 0, 4, 8 are valid, aligned header words.
-    unsafe { r.store_u32(0, 1, core::sync::atomic::Ordering::Relaxed) };
+    poke(&r, 0, 1);
     assert_eq!(Consumer::attach(&r).err(), Some(QueueError::BadVersion(1)));
-    unsafe {
-        r.store_u32(0, 0, core::sync::atomic::Ordering::Relaxed);
-        r.store_u32(4, 60, core::sync::atomic::Ordering::Relaxed);
-    }
+    poke(&r, 0, 0);
+    poke(&r, 4, 60);
     assert_eq!(Consumer::attach(&r).err(), Some(QueueError::BadStart(60)));
-    unsafe {
-        r.store_u32(4, 64, core::sync::atomic::Ordering::Relaxed);
-        r.store_u32(8, 1024, core::sync::atomic::Ordering::Relaxed);
-    }
+    poke(&r, 4, 64);
+    poke(&r, 8, 1024);
     assert_eq!(
         Consumer::attach(&r).err(),
         Some(QueueError::LengthMismatch { expected: queue_mapsize(1024), actual: queue_mapsize(8) })
     );
-    assert_eq!(Consumer::attach(OwnedRegion::new(8)).err(), Some(QueueError::LengthMismatch { expected: 4096, actual: 8 }));
+    assert_eq!(
+        Consumer::attach(OwnedRegion::new(8)).err(),
+        Some(QueueError::LengthMismatch { expected: 4096, actual: 8 })
+    );
     assert_eq!(Producer::init(&r, 3).err(), Some(QueueError::BadNelems(3)));
 }
 
@@ -196,7 +200,7 @@ fn a_new_consumer_resumes_at_the_released_tail() {
     let mut c = Consumer::attach(&r).unwrap();
     assert_eq!(c.pop().unwrap().unwrap().seqnum, 0);
     assert_eq!(c.read().unwrap().unwrap().seqnum, 1); // read, not released
-    drop(c);
+    let _ = c; // the agent goes away without releasing what it read
     let mut c2 = Consumer::attach(&r).unwrap();
     let mut seq = Vec::new();
     c2.drain(|m| seq.push(m.seqnum)).unwrap();
