@@ -97,9 +97,11 @@ fn spsc(c: &mut Criterion) {
                 move || {
                     let mut got = 0;
                     while got < n {
-                        got += cons.drain(|d| {
-                        black_box(d);
-                    }).unwrap_or(0) as u64;
+                        got += cons
+                            .drain(|d| {
+                                black_box(d);
+                            })
+                            .unwrap_or(0) as u64;
                     }
                 },
             )
@@ -280,9 +282,11 @@ fn mpsc(c: &mut Criterion) {
                     .collect();
                 let mut got = 0;
                 while got < total {
-                    got += cons.drain(|d| {
-                        black_box(d);
-                    }).unwrap_or(0) as u64;
+                    got += cons
+                        .drain(|d| {
+                            black_box(d);
+                        })
+                        .unwrap_or(0) as u64;
                 }
                 let e = start.elapsed();
                 for h in hs {

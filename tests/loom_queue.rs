@@ -13,8 +13,8 @@
 use ghost_shm::abi::{self, Message, PayloadCpuTick, PayloadTaskDead};
 use ghost_shm::queue::{Consumer, Doorbell, ProduceError, Producer};
 use ghost_shm::shm::LoomRegion;
-use std::sync::Arc;
 use loom::thread;
+use std::sync::Arc;
 
 /// A queue mapping of `nelems` slots with only the header, ring and slots backed by model objects.
 fn queue_region(nelems: u32) -> LoomRegion {

@@ -47,7 +47,8 @@ impl Model {
         let free = |occ: &Vec<bool>, a: usize, b: usize| (a..b).all(|i| !occ[i]);
         let (start, nop) = if hi + need <= self.n && free(&self.occupied, hi, hi + need) {
             (hi, 0)
-        } else if need <= self.n && free(&self.occupied, hi, self.n) && free(&self.occupied, 0, need) {
+        } else if need <= hi && free(&self.occupied, hi, self.n) && free(&self.occupied, 0, need) {
+            // The NOP covers hi..n, the message 0..need: they must not overlap.
             (0, self.n - hi)
         } else {
             self.overflow += 1;

@@ -557,24 +557,20 @@ pub const GHOST_IOC_TYPE: u8 = b'g';
 /// `GHOST_IOC_NULL`.
 pub const GHOST_IOC_NULL: u32 = ioc(IOC_NONE, GHOST_IOC_TYPE, 0, 0);
 /// `GHOST_IOC_SW_GET_INFO`.
-pub const GHOST_IOC_SW_GET_INFO: u32 =
-    ioc(IOC_READ | IOC_WRITE, GHOST_IOC_TYPE, 1, size_of::<GhostIocSwGetInfo>());
+pub const GHOST_IOC_SW_GET_INFO: u32 = ioc(IOC_READ | IOC_WRITE, GHOST_IOC_TYPE, 1, size_of::<GhostIocSwGetInfo>());
 /// `GHOST_IOC_SW_FREE`.
 pub const GHOST_IOC_SW_FREE: u32 = ioc(IOC_WRITE, GHOST_IOC_TYPE, 2, size_of::<GhostSwInfo>());
 /// `GHOST_IOC_CREATE_QUEUE`.
-pub const GHOST_IOC_CREATE_QUEUE: u32 =
-    ioc(IOC_READ | IOC_WRITE, GHOST_IOC_TYPE, 3, size_of::<GhostIocCreateQueue>());
+pub const GHOST_IOC_CREATE_QUEUE: u32 = ioc(IOC_READ | IOC_WRITE, GHOST_IOC_TYPE, 3, size_of::<GhostIocCreateQueue>());
 /// `GHOST_IOC_ASSOC_QUEUE`.
 pub const GHOST_IOC_ASSOC_QUEUE: u32 = ioc(IOC_WRITE, GHOST_IOC_TYPE, 4, size_of::<GhostIocAssocQueue>());
 /// `GHOST_IOC_SET_DEFAULT_QUEUE`.
-pub const GHOST_IOC_SET_DEFAULT_QUEUE: u32 =
-    ioc(IOC_WRITE, GHOST_IOC_TYPE, 5, size_of::<GhostIocSetDefaultQueue>());
+pub const GHOST_IOC_SET_DEFAULT_QUEUE: u32 = ioc(IOC_WRITE, GHOST_IOC_TYPE, 5, size_of::<GhostIocSetDefaultQueue>());
 /// `GHOST_IOC_CONFIG_QUEUE_WAKEUP`.
 pub const GHOST_IOC_CONFIG_QUEUE_WAKEUP: u32 =
     ioc(IOC_WRITE, GHOST_IOC_TYPE, 6, size_of::<GhostIocConfigQueueWakeup>());
 /// `GHOST_IOC_GET_CPU_TIME`.
-pub const GHOST_IOC_GET_CPU_TIME: u32 =
-    ioc(IOC_READ | IOC_WRITE, GHOST_IOC_TYPE, 7, size_of::<GhostIocGetCpuTime>());
+pub const GHOST_IOC_GET_CPU_TIME: u32 = ioc(IOC_READ | IOC_WRITE, GHOST_IOC_TYPE, 7, size_of::<GhostIocGetCpuTime>());
 /// `GHOST_IOC_COMMIT_TXN`.
 pub const GHOST_IOC_COMMIT_TXN: u32 = ioc(IOC_WRITE, GHOST_IOC_TYPE, 8, size_of::<GhostIocCommitTxn>());
 /// `GHOST_IOC_SYNC_GROUP_TXN`.
