@@ -46,6 +46,10 @@ extern crate std;
 
 pub mod abi;
 pub mod queue;
+#[cfg(feature = "std")]
+pub mod region;
 pub mod shm;
 pub(crate) mod sync;
 pub mod topology;
+#[cfg(feature = "std")]
+pub mod wake;

@@ -73,6 +73,16 @@ impl OwnedRegion {
         }
     }
 
+    /// The `u32` at `off` as an atomic (e.g. for a futex); `None` if out of bounds or unaligned.
+    pub fn atomic_u32(&self, off: usize) -> Option<&core::sync::atomic::AtomicU32> {
+        if off % 4 != 0 || off.checked_add(4)? > self.raw.len() {
+            return None;
+        }
+        // SAFETY: in bounds and 4-aligned (the base is 64-aligned); the memory lives as long as `&self` and is
+        // only accessed atomically.
+        Some(unsafe { &*(self.raw.as_ptr().add(off) as *const core::sync::atomic::AtomicU32) })
+    }
+
     /// The region as a [`RawRegion`] (valid as long as `self` lives).
     pub fn raw(&self) -> RawRegion {
         self.raw
