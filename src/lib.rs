@@ -49,6 +49,7 @@ pub mod queue;
 #[cfg(feature = "std")]
 pub mod region;
 pub mod shm;
+pub mod status;
 pub(crate) mod sync;
 pub mod topology;
 #[cfg(feature = "std")]
