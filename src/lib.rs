@@ -52,5 +52,6 @@ pub mod shm;
 pub mod status;
 pub(crate) mod sync;
 pub mod topology;
+pub mod txn;
 #[cfg(feature = "std")]
 pub mod wake;
