@@ -5,11 +5,18 @@
 //!
 //! A kernel module and a user-space agent link the *identical* data-structure code:
 //!
-//! | module | kernel side (producer, trusts nothing) | agent side (consumer) |
+//! | module | kernel side (trusts nothing) | agent side |
 //! |---|---|---|
 //! | [`abi`] | `repr(C)` layouts, constants, typed messages | same |
-//! | [`queue`] | [`queue::Producer`], queue routing | [`queue::Consumer`] |
-//! | [`topology`] | [`topology::CpuSet`], topology model | same, plus the sysfs reader (`std`) |
+//! | [`shm`] | the [`shm::SharedMem`] backend every protocol runs on | same |
+//! | [`queue`] | [`queue::Producer`], routing, `ASSOCIATE_QUEUE` | [`queue::Consumer`], [`queue::Doorbell`] |
+//! | [`status`] | [`status::Writer`], [`status::Word`], [`status::AgentBarrier`] | [`status::Reader`], [`status::Barrier`] |
+//! | [`txn`] | claim / validate / complete, sync groups ([`txn::KernelView`]) | [`txn::AgentTxn`] open → commit → outcome |
+//! | [`topology`] | [`topology::CpuSet`], topology model, partitioning | same, plus the sysfs reader (`std`) |
+//!
+//! With `std` (default): `region` (memfd/mmap regions), `wake` (futex wakeups), `agent` (the agent API: an
+//! `Enclave` handle over a `Backend`), and with `sim` (default) the simulated kernel `sim`, which runs agents
+//! without a ghOSt kernel.
 //!
 //! ## Guarantees
 //! - **`no_std`, no allocation** in the core (everything outside the `std` feature). It builds for
@@ -32,6 +39,76 @@
 //!
 //! The crate assumes a little-endian target, as ghOSt does (x86_64, aarch64).
 //!
+//! ## Write an agent
+//!
+//! An agent drains its queue, keeps a task table keyed by gtid (each message's `seqnum` is the task's barrier
+//! after it), and commits transactions whose task barrier is the last seqnum it saw; a stale decision is
+//! refused by the kernel (`TargetStale`) and simply retried after draining again. The complete FIFO agents in
+//! `examples/` run on the simulated kernel (`cargo run --release --example demo`). A minimal one:
+//!
+//! ```
+//! # #[cfg(feature = "sim")] {
+//! use ghost_shm::abi::{Gtid, Message};
+//! use ghost_shm::agent::{AgentError, AgentQueue, Backend, Enclave};
+//! use ghost_shm::shm::SharedMem;
+//! use ghost_shm::sim::{self, Agent, AgentStats, Config};
+//! use std::collections::{BTreeMap, VecDeque};
+//!
+//! struct Fifo<M: SharedMem> {
+//!     queue: AgentQueue<M>,
+//!     seqnum: BTreeMap<Gtid, u32>,
+//!     runq: VecDeque<Gtid>,
+//!     running: Vec<Option<Gtid>>,
+//! }
+//!
+//! impl<B: Backend> Agent<B> for Fifo<B::Region> {
+//!     fn step(&mut self, enclave: &Enclave<B>) -> Result<(), AgentError> {
+//!         // 1. Drain messages: remember each task's latest seqnum, track who runs where.
+//!         let mut msgs = Vec::new();
+//!         self.queue.consumer().drain(|d| msgs.push(d))?;
+//!         for d in msgs {
+//!             let Some(g) = d.message.gtid() else { continue };
+//!             self.seqnum.insert(g, d.seqnum);
+//!             let off = |running: &mut Vec<Option<Gtid>>| running.iter_mut().filter(|r| **r == Some(g)).for_each(|r| *r = None);
+//!             match d.message {
+//!                 Message::TaskNew(_) | Message::TaskWakeup(_) => self.runq.push_back(g),
+//!                 Message::TaskYield(_) | Message::TaskPreempt(_) => { off(&mut self.running); self.runq.push_back(g) }
+//!                 Message::TaskBlocked(_) => off(&mut self.running),
+//!                 Message::TaskDead(_) => { off(&mut self.running); self.seqnum.remove(&g); }
+//!                 _ => {}
+//!             }
+//!         }
+//!         // 2. One transaction per idle CPU, task barrier = the last seqnum seen.
+//!         for cpu in enclave.cpus().iter() {
+//!             if self.running[cpu].is_some() { continue }
+//!             let Some(g) = self.runq.pop_front() else { break };
+//!             let mut txn = enclave.txn(cpu as u32)?;
+//!             let Ok(open) = txn.open() else { self.runq.push_front(g); continue };
+//!             let pending = open.target(g).task_barrier(self.seqnum[&g]).commit();
+//!             enclave.commit(0, &[cpu as u32])?;
+//!             // 3. The outcome: on any failure (e.g. TargetStale) retry after the next drain.
+//!             match pending.poll() {
+//!                 Ok(Some(o)) if o.is_success() => self.running[cpu] = Some(g),
+//!                 _ => self.runq.push_front(g),
+//!             }
+//!         }
+//!         Ok(())
+//!     }
+//!     fn stats(&self) -> AgentStats { AgentStats::default() }
+//! }
+//!
+//! let cfg = Config { cpus: 2, tasks: 50, ..Config::default() };
+//! let report = sim::run(&cfg, |enclave| {
+//!     let queue = enclave.create_queue(1024)?;
+//!     enclave.set_default_queue(&queue)?;
+//!     let n = enclave.backend().ncpus() as usize;
+//!     Ok(Fifo { queue, seqnum: BTreeMap::new(), runq: VecDeque::new(), running: vec![None; n] })
+//! });
+//! assert_eq!(report.tasks_completed, 50);
+//! assert_eq!(report.invariant_violations, 0);
+//! # }
+//! ```
+//!
 //! [ghOSt]: https://dl.acm.org/doi/10.1145/3477132.3483542
 #![no_std]
 #![deny(missing_docs)]
@@ -45,10 +122,14 @@ compile_error!("ghOSt ABI 91 is little-endian only");
 extern crate std;
 
 pub mod abi;
+#[cfg(feature = "std")]
+pub mod agent;
 pub mod queue;
 #[cfg(feature = "std")]
 pub mod region;
 pub mod shm;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod status;
 pub(crate) mod sync;
 pub mod topology;

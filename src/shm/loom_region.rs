@@ -32,6 +32,12 @@ impl core::fmt::Debug for LoomRegion {
     }
 }
 
+// SAFETY: shared between loom model threads on purpose: control words are loom atomics, and data words are
+// loom UnsafeCells whose every access loom checks for races (a race fails the model instead of being UB).
+unsafe impl Sync for LoomRegion {}
+// SAFETY: as above; the region owns its words.
+unsafe impl Send for LoomRegion {}
+
 impl LoomRegion {
     /// A zeroed region of `len` bytes (a multiple of 4) whose `u32` control words are at `atomics32` and `u64`
     /// control words at `atomics64`; every other word is a data word.

@@ -104,7 +104,7 @@ impl Cursor<'_> {
     }
 
     fn at_region_end(&self) -> bool {
-        self.peek().map_or(true, is_sep)
+        self.peek().is_none_or(is_sep)
     }
 
     fn unexpected(&self) -> ParseError {

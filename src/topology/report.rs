@@ -66,7 +66,7 @@ impl<S: AsRef<[CpuInfo]>> fmt::Display for Report<'_, S> {
         let mut prev: Option<u32> = None;
         // Ascending node ids without allocating: the smallest id above the previous one, each round.
         while let Some(id) =
-            t.online().iter().filter_map(|c| t.node_of(c)).filter(|&n| prev.map_or(true, |p| n > p)).min()
+            t.online().iter().filter_map(|c| t.node_of(c)).filter(|&n| prev.is_none_or(|p| n > p)).min()
         {
             let mut cpus = CpuSet::new();
             for c in t.online().iter().filter(|&c| t.node_of(c) == Some(id)) {

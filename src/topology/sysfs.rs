@@ -227,10 +227,10 @@ fn read_caches(dir: &Path, cpu: usize) -> Result<Caches, SysfsError> {
             _ => 1,
         };
         let k = Reverse(key(read_list_or_mask(&p, "shared_cpu_list", "shared_cpu_map")?, cpu));
-        if level == 2 && l2_best.map_or(true, |best| (rank, k) > best) {
+        if level == 2 && l2_best.is_none_or(|best| (rank, k) > best) {
             l2_best = Some((rank, k));
         }
-        if llc_best.map_or(true, |best| (level, rank, k) > best) {
+        if llc_best.is_none_or(|best| (level, rank, k) > best) {
             llc_best = Some((level, rank, k));
         }
     }
