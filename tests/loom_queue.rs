@@ -7,7 +7,7 @@
 //! Show the models can fail: with `--cfg ghost_shm_weaken` the producer's Release store of `head` becomes
 //! Relaxed, and every model here must then fail inside loom (each is `should_panic` under that cfg, so this
 //! command passes only if loom catches the weakened ordering in all of them):
-//! `RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" cargo test --release --test loom_queue`
+//! `RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" cargo test --release --test loom_queue -- weaken_`
 #![cfg(loom)]
 
 use ghost_shm::abi::{self, Message, PayloadCpuTick, PayloadTaskDead};
@@ -62,7 +62,7 @@ fn consume(c: &mut Consumer<Arc<LoomRegion>>, n: usize) -> Vec<(u32, Message)> {
 /// attempt is counted in `overflow`.
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic)]
-fn publish_spsc_wrap_with_nop() {
+fn weaken_spsc_wrap_with_nop() {
     loom::model(|| {
         let r = Arc::new(queue_region(4));
         let p = Producer::init(r.clone(), 4).unwrap();
@@ -83,7 +83,7 @@ fn publish_spsc_wrap_with_nop() {
 /// message was dropped and counted: received + overflow == produced, never a lost or torn message.
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic)]
-fn overflow_is_counted_never_silent() {
+fn weaken_overflow_is_counted_never_silent() {
     loom::model(|| {
         let r = Arc::new(queue_region(2));
         let p = Producer::init(r.clone(), 2).unwrap();
@@ -106,7 +106,7 @@ fn overflow_is_counted_never_silent() {
 /// Two producers (serialized by the queue lock) and a consumer: both messages arrive intact, once each.
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic)]
-fn publish_two_producers_one_consumer() {
+fn weaken_two_producers_one_consumer() {
     loom::model(|| {
         let r = Arc::new(queue_region(4));
         let p = Arc::new(Producer::init(r.clone(), 4).unwrap());
@@ -132,7 +132,7 @@ fn publish_two_producers_one_consumer() {
 /// spinning forever, which loom reports as a failure.
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic)]
-fn sleep_wake_handshake_loses_no_wakeup() {
+fn weaken_sleep_wake_handshake_loses_no_wakeup() {
     loom::model(|| {
         let r = Arc::new(queue_region(2));
         let bell_mem = Arc::new(LoomRegion::new(4, &[0], &[]));

@@ -41,7 +41,7 @@ fn wait(p: &txn::PendingTxn<'_, '_, LoomRegion>) -> Outcome {
 /// contents (fails if the agent's Release of READY is weakened).
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic(expected = "assertion"))]
-fn commit_vs_claim_snapshot() {
+fn weaken_commit_vs_claim_snapshot() {
     loom::model(|| {
         let cd = region(1);
         let k = {
@@ -124,7 +124,7 @@ fn abort_vs_claim() {
 /// kernel's Release of the final state is weakened).
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic(expected = "assertion"))]
-fn outcome_publication() {
+fn weaken_outcome_publication() {
     loom::model(|| {
         let cd = region(1);
         let mut a = cd.agent(0).unwrap();
@@ -179,7 +179,7 @@ fn group_failure_all_or_nothing() {
 /// final state (fails if the kernel's Release of the owner is weakened).
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic(expected = "assertion"))]
-fn group_success_releases_owners() {
+fn weaken_group_success_releases_owners() {
     loom::model(|| {
         let cd = region(2);
         let mut a0 = cd.agent(0).unwrap();

@@ -108,8 +108,10 @@
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_txn`. The mutation
 //! `--cfg ghost_shm_weaken` weakens the agent's Release of READY, the kernel's Release of the final state and
 //! its Release of `sync_group_owner` after a successful group to Relaxed; the models that depend on them then
-//! fail (they are marked `should_panic` under that cfg):
-//! `RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_txn`.
+//! fail (they are named `weaken_*` and marked `should_panic` under that cfg, so this passes only if loom catches
+//! every weakened ordering):
+//! `RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_txn --
+//! weaken_`.
 
 mod agent;
 mod group;
