@@ -5,6 +5,8 @@
 //!   the peers move a `[u8; 40]`.
 //! - `pingpong/*`: one-way latency (round trip / 2) between two threads over two queues, against a raw
 //!   cache-line ping-pong (two `AtomicU64`s on their own cache lines).
+//! - `spsc_same_thread/*`: the same 40-byte messages, 32 pushes then 32 pops on one thread: per-message cost
+//!   without cross-thread scheduling effects (the robust comparison on a shared machine).
 //! - `mpsc/N`: N producer threads into one queue, one consumer; time per message (set
 //!   `GHOST_SHM_MAX_PRODUCERS` to cap N; default: every count up to 15 that the machine has cores for + 1).
 //!
@@ -54,12 +56,12 @@ fn spsc(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("ghost_one", |b| {
         b.iter_custom(|n| {
-            let (p, mut cons) = ghost_pair();
+            let (mut p, mut cons) = ghost_pair();
             two_threads(
                 || {
                     for i in 0..n {
                         let m = msg(i);
-                        while p.produce(&m, i as u32).is_err() {
+                        while p.produce_mut(&m, i as u32).is_err() {
                             std::hint::spin_loop();
                         }
                     }
@@ -78,12 +80,12 @@ fn spsc(c: &mut Criterion) {
     });
     g.bench_function("ghost_batch16", |b| {
         b.iter_custom(|n| {
-            let (p, mut cons) = ghost_pair();
+            let (mut p, mut cons) = ghost_pair();
             two_threads(
                 || {
                     let mut i = 0;
                     while i < n {
-                        let mut batch = p.batch();
+                        let mut batch = p.batch_mut();
                         let end = (i + 16).min(n);
                         while i < end {
                             if batch.push(&msg(i), i as u32).is_err() {
@@ -187,6 +189,98 @@ fn spsc(c: &mut Criterion) {
     g.finish();
 }
 
+/// Per-message cost without a second thread: 32 pushes then 32 pops on one thread, so the numbers do not
+/// depend on how the OS schedules two spinning threads (robust on a shared, noisy machine).
+fn same_thread(c: &mut Criterion) {
+    const N: u64 = 32;
+    let mut g = c.benchmark_group("spsc_same_thread");
+    g.throughput(Throughput::Elements(N));
+    {
+        let (mut p, mut cons) = ghost_pair();
+        g.bench_function("ghost_one", |b| {
+            b.iter(|| {
+                for i in 0..N {
+                    p.produce_mut(&msg(i), i as u32).unwrap();
+                }
+                for _ in 0..N {
+                    black_box(cons.pop().unwrap());
+                }
+            })
+        });
+    }
+    {
+        // The shared (`Sync`) producer: every produce takes the queue's spin lock, as many CPUs would.
+        let (p, mut cons) = ghost_pair();
+        g.bench_function("ghost_one_locked", |b| {
+            b.iter(|| {
+                for i in 0..N {
+                    p.produce(&msg(i), i as u32).unwrap();
+                }
+                for _ in 0..N {
+                    black_box(cons.pop().unwrap());
+                }
+            })
+        });
+    }
+    {
+        let (mut p, mut cons) = ghost_pair();
+        g.bench_function("ghost_batch", |b| {
+            b.iter(|| {
+                let mut batch = p.batch_mut();
+                for i in 0..N {
+                    batch.push(&msg(i), i as u32).unwrap();
+                }
+                batch.publish();
+                cons.drain(|d| {
+                    black_box(d);
+                })
+                .unwrap();
+            })
+        });
+    }
+    {
+        let mut q: heapless::spsc::Queue<[u8; 40], PEER_CAP> = heapless::spsc::Queue::new();
+        let (mut prod, mut cons) = q.split();
+        g.bench_function("heapless", |b| {
+            b.iter(|| {
+                for i in 0..N {
+                    prod.enqueue(item(i)).unwrap();
+                }
+                for _ in 0..N {
+                    black_box(cons.dequeue());
+                }
+            })
+        });
+    }
+    {
+        let (mut prod, mut cons) = rtrb::RingBuffer::<[u8; 40]>::new(PEER_CAP);
+        g.bench_function("rtrb", |b| {
+            b.iter(|| {
+                for i in 0..N {
+                    prod.push(item(i)).unwrap();
+                }
+                for _ in 0..N {
+                    black_box(cons.pop().ok());
+                }
+            })
+        });
+    }
+    {
+        let q = crossbeam_queue::ArrayQueue::<[u8; 40]>::new(PEER_CAP);
+        g.bench_function("crossbeam_array", |b| {
+            b.iter(|| {
+                for i in 0..N {
+                    q.push(item(i)).unwrap();
+                }
+                for _ in 0..N {
+                    black_box(q.pop());
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 #[repr(align(128))]
 struct Line(AtomicU64);
 
@@ -221,11 +315,13 @@ fn pingpong(c: &mut Criterion) {
         b.iter_custom(|n| {
             let (p_ab, mut c_ab) = ghost_pair();
             let (p_ba, mut c_ba) = ghost_pair();
+            let mut p_ba = p_ba;
+            let mut p_ab = p_ab;
             let t = std::thread::spawn(move || {
                 for _ in 0..n {
                     loop {
                         if let Ok(Some(d)) = c_ab.pop() {
-                            p_ba.produce(&d.message, d.seqnum).unwrap();
+                            p_ba.produce_mut(&d.message, d.seqnum).unwrap();
                             break;
                         }
                         std::hint::spin_loop();
@@ -234,7 +330,7 @@ fn pingpong(c: &mut Criterion) {
             });
             let start = Instant::now();
             for i in 0..n {
-                p_ab.produce(&msg(i), i as u32).unwrap();
+                p_ab.produce_mut(&msg(i), i as u32).unwrap();
                 loop {
                     if let Ok(Some(d)) = c_ba.pop() {
                         black_box(d);
@@ -303,5 +399,5 @@ fn config() -> Criterion {
     Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3))
 }
 
-criterion_group!(name = benches; config = config(); targets = spsc, pingpong, mpsc);
+criterion_group!(name = benches; config = config(); targets = same_thread, spsc, pingpong, mpsc);
 criterion_main!(benches);

@@ -19,6 +19,11 @@ def mean(group, bench):
 
 # (group, bench, reference bench, what the ratio means)
 RATIOS = [
+    ("spsc_same_thread", "ghost_one", "heapless", "time/msg, one thread, vs heapless::spsc (goal: ≤ 1.0)"),
+    ("spsc_same_thread", "ghost_batch", "heapless", "time/msg, one thread, vs heapless::spsc (goal: ≤ 0.5)"),
+    ("spsc_same_thread", "ghost_one", "rtrb", "time/msg, one thread, vs rtrb"),
+    ("spsc_same_thread", "ghost_one", "crossbeam_array", "time/msg, one thread, vs crossbeam ArrayQueue"),
+    ("spsc_same_thread", "ghost_batch", "rtrb", "time/msg, one thread, vs rtrb"),
     ("spsc", "ghost_one", "heapless", "time/msg vs heapless::spsc (goal: ≤ 1.0, i.e. ≥ 1.0× throughput)"),
     ("spsc", "ghost_batch16", "heapless", "time/msg vs heapless::spsc (goal: ≤ 0.5, i.e. ≥ 2× throughput)"),
     ("spsc", "rtrb", "heapless", "time/msg vs heapless::spsc"),

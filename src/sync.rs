@@ -42,6 +42,19 @@ impl<T> Lock<T> {
         self.inner.lock()
     }
 
+    /// Exclusive access without locking (the `&mut` proves nobody else holds it).
+    #[cfg(not(loom))]
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+
+    /// Exclusive access without locking (the `&mut` proves nobody else holds it).
+    #[cfg(loom)]
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        // Poisoned only if a model thread panicked, which already fails the model.
+        self.inner.get_mut().unwrap()
+    }
+
     #[cfg(loom)]
     pub(crate) fn lock(&self) -> LockGuard<'_, T> {
         // A loom mutex is poisoned only if a model thread panicked, which already fails the model.

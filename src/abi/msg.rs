@@ -34,7 +34,7 @@ pub trait Payload: FromBytes + IntoBytes + Immutable + KnownLayout + Copy {
 }
 
 macro_rules! messages {
-    ($( $variant:ident($payload:ident) ),* $(,)?) => {
+    ($( $variant:ident($payload:ident) = $cconst:ident ),* $(,)?) => {
         /// A decoded ghOSt message (every type except `MSG_NOP`, which is ring padding).
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Message { $(
@@ -71,6 +71,40 @@ macro_rules! messages {
                 }
             }
 
+            /// Builds a message of type `ty` whose payload bytes `fill` writes in place (all `payload_len(ty)`
+            /// of them; every payload size is a multiple of 4). `None` for `MSG_NOP`. This is the single-copy
+            /// path a ring consumer uses.
+            #[inline]
+            pub fn build(ty: MsgType, fill: impl FnOnce(&mut [u8])) -> Option<Message> {
+                match ty {
+                    MsgType::Nop => None,
+                    $( MsgType::$variant => {
+                        let mut p = <$payload as zerocopy::FromZeros>::new_zeroed();
+                        fill(p.as_mut_bytes());
+                        Some(Message::$variant(p))
+                    } )*
+                }
+            }
+
+            /// The ring consumer's single-copy decode: checks a raw type and length read from a header, then
+            /// lets `fill` write the payload bytes in place. One jump on the type, no intermediate buffer.
+            #[inline]
+            pub fn build_checked(ty: u16, length: u16, fill: impl FnOnce(&mut [u8])) -> Result<Message, DecodeError> {
+                match ty {
+                    $( $cconst => {
+                        let expected = (MSG_HEADER_LEN + core::mem::size_of::<$payload>()) as u16;
+                        if length != expected {
+                            return Err(DecodeError::LengthMismatch { ty: MsgType::$variant, length, expected });
+                        }
+                        let mut p = <$payload as zerocopy::FromZeros>::new_zeroed();
+                        fill(p.as_mut_bytes());
+                        Ok(Message::$variant(p))
+                    } )*
+                    MSG_NOP => Err(DecodeError::Nop { length }),
+                    other => Err(DecodeError::UnknownType(other)),
+                }
+            }
+
             /// Builds a message of type `ty` from exactly `payload_len(ty)` payload bytes (copied; any alignment).
             pub fn from_payload(ty: MsgType, payload: &[u8]) -> Result<Message, DecodeError> {
                 match ty {
@@ -90,25 +124,25 @@ macro_rules! messages {
 }
 
 messages! {
-    TaskDead(PayloadTaskDead),
-    TaskBlocked(PayloadTaskBlocked),
-    TaskWakeup(PayloadTaskWakeup),
-    TaskNew(PayloadTaskNew),
-    TaskPreempt(PayloadTaskPreempt),
-    TaskYield(PayloadTaskYield),
-    TaskDeparted(PayloadTaskDeparted),
-    TaskSwitchto(PayloadTaskSwitchto),
-    TaskAffinityChanged(PayloadTaskAffinityChanged),
-    TaskOnCpu(PayloadTaskOnCpu),
-    TaskPriorityChanged(PayloadTaskPriorityChanged),
-    TaskLatchFailure(PayloadTaskLatchFailure),
-    CpuTick(PayloadCpuTick),
-    CpuTimerExpired(PayloadTimer),
-    CpuNotIdle(PayloadCpuNotIdle),
-    CpuAvailable(PayloadCpuAvailable),
-    CpuBusy(PayloadCpuBusy),
-    CpuAgentBlocked(PayloadAgentBlocked),
-    CpuAgentWakeup(PayloadAgentWakeup),
+    TaskDead(PayloadTaskDead) = MSG_TASK_DEAD,
+    TaskBlocked(PayloadTaskBlocked) = MSG_TASK_BLOCKED,
+    TaskWakeup(PayloadTaskWakeup) = MSG_TASK_WAKEUP,
+    TaskNew(PayloadTaskNew) = MSG_TASK_NEW,
+    TaskPreempt(PayloadTaskPreempt) = MSG_TASK_PREEMPT,
+    TaskYield(PayloadTaskYield) = MSG_TASK_YIELD,
+    TaskDeparted(PayloadTaskDeparted) = MSG_TASK_DEPARTED,
+    TaskSwitchto(PayloadTaskSwitchto) = MSG_TASK_SWITCHTO,
+    TaskAffinityChanged(PayloadTaskAffinityChanged) = MSG_TASK_AFFINITY_CHANGED,
+    TaskOnCpu(PayloadTaskOnCpu) = MSG_TASK_ON_CPU,
+    TaskPriorityChanged(PayloadTaskPriorityChanged) = MSG_TASK_PRIORITY_CHANGED,
+    TaskLatchFailure(PayloadTaskLatchFailure) = MSG_TASK_LATCH_FAILURE,
+    CpuTick(PayloadCpuTick) = MSG_CPU_TICK,
+    CpuTimerExpired(PayloadTimer) = MSG_CPU_TIMER_EXPIRED,
+    CpuNotIdle(PayloadCpuNotIdle) = MSG_CPU_NOT_IDLE,
+    CpuAvailable(PayloadCpuAvailable) = MSG_CPU_AVAILABLE,
+    CpuBusy(PayloadCpuBusy) = MSG_CPU_BUSY,
+    CpuAgentBlocked(PayloadAgentBlocked) = MSG_CPU_AGENT_BLOCKED,
+    CpuAgentWakeup(PayloadAgentWakeup) = MSG_CPU_AGENT_WAKEUP,
 }
 
 /// Why bytes are not a valid ABI 91 message.

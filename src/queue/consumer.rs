@@ -1,7 +1,7 @@
 //! The agent-side consumer (§3.4): one per queue, `Send` but neither `Sync` nor `Clone`.
 
 use super::{check_geometry, slot_off, QueueError, HEAD, OVERFLOW, SLOT, TAIL};
-use crate::abi::{self, decode_header, DecodeError, Decoded, Message, MsgType, MAX_MSG_LEN, MSG_HEADER_LEN, MSG_NOP};
+use crate::abi::{self, decode_header, DecodeError, Decoded, Message, MSG_HEADER_LEN, MSG_NOP};
 use crate::shm::SharedMem;
 use core::cell::Cell;
 use core::marker::PhantomData;
@@ -178,28 +178,21 @@ impl<M: SharedMem> Consumer<M> {
         self.read = self.read.wrapping_add((f.length as u32).div_ceil(SLOT as u32));
     }
 
-    /// Copies a frame's bytes (header + payload) into `out`, which must hold `length` bytes rounded up to 4.
-    fn copy_frame(&self, f: &Frame, out: &mut [u8]) {
-        let words = (f.length as usize).div_ceil(4);
-        let base = slot_off(f.idx);
-        for (i, dst) in out.chunks_exact_mut(4).take(words).enumerate() {
-            // SAFETY: next_frame checked idx + ceil(length/8) <= nelems, so every word of the message lies in
-            // the slot array (in bounds, validated at attach) and is 4-aligned.
-            let w = unsafe { self.mem.read_data(base + 4 * i) };
-            dst.copy_from_slice(&w.to_ne_bytes());
-        }
-    }
-
+    #[inline]
     fn decode_frame(&self, f: &Frame) -> Result<Decoded, ConsumeError> {
-        let undecodable = |error| ConsumeError::Undecodable { seqnum: f.seqnum, error };
-        let ty = MsgType::try_from(f.ty).map_err(|e| undecodable(DecodeError::UnknownType(e.0)))?;
-        if f.length as usize > MAX_MSG_LEN {
-            let expected = Message::payload_len(ty).map_or(0, |p| (p + MSG_HEADER_LEN) as u16);
-            return Err(undecodable(DecodeError::LengthMismatch { ty, length: f.length, expected }));
-        }
-        let mut buf = [0u8; MAX_MSG_LEN.next_multiple_of(4)];
-        self.copy_frame(f, &mut buf);
-        Message::decode(&buf[..f.length as usize]).map_err(undecodable)
+        let base = slot_off(f.idx) + MSG_HEADER_LEN;
+        // One copy, straight from the ring's words into the payload struct.
+        let message = Message::build_checked(f.ty, f.length, |out| {
+            for (i, dst) in out.chunks_exact_mut(4).enumerate() {
+                // SAFETY: next_frame checked idx + ceil(length/8) <= nelems, and build_checked only calls us once
+                // length == 8 + out.len(), so every word read lies in the message's slots, in bounds
+                // (validated at attach) and 4-aligned.
+                let w = unsafe { self.mem.read_data(base + 4 * i) };
+                dst.copy_from_slice(&w.to_ne_bytes());
+            }
+        })
+        .map_err(|error| ConsumeError::Undecodable { seqnum: f.seqnum, error })?;
+        Ok(Decoded { seqnum: f.seqnum, message })
     }
 
     /// Reads the next message (skipping NOPs) and advances the read cursor past it. The slots stay owned by the

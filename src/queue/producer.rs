@@ -128,9 +128,36 @@ impl<M: SharedMem, N: Notify> Producer<M, N> {
     pub fn batch(&self) -> Batch<'_, M, N> {
         let guard = self.state.lock();
         let start = guard.head;
-        Batch { producer: self, guard: ManuallyDrop::new(guard), start }
+        Batch { ring: self.ring(), notify: &self.notify, state: StateRef::Locked(ManuallyDrop::new(guard)), start }
     }
 
+    /// Like [`batch`](Producer::batch) for a producer this CPU owns exclusively (`&mut`): no lock at all, the
+    /// single-producer fast path.
+    pub fn batch_mut(&mut self) -> Batch<'_, M, N> {
+        let Producer { mem, nelems, mask, state, notify } = self;
+        let state = state.get_mut();
+        let start = state.head;
+        Batch { ring: Ring { mem, nelems: *nelems, mask: *mask }, notify, state: StateRef::Exclusive(state), start }
+    }
+
+    /// [`produce`](Producer::produce) without the lock, for an exclusively owned producer.
+    pub fn produce_mut(&mut self, msg: &Message, seqnum: u32) -> Result<(), ProduceError> {
+        self.batch_mut().push(msg, seqnum)
+    }
+
+    fn ring(&self) -> Ring<'_, M> {
+        Ring { mem: &self.mem, nelems: self.nelems, mask: self.mask }
+    }
+}
+
+/// The producer's view of the shared ring: its private `nelems`/mask and the memory.
+struct Ring<'a, M: SharedMem> {
+    mem: &'a M,
+    nelems: u32,
+    mask: u32,
+}
+
+impl<M: SharedMem> Ring<'_, M> {
     /// Free-space split for `head`/`tail`: `(ahead, behind)` slots, as the kernel computes it.
     #[inline]
     fn space(&self, head: u32, tail: u32) -> Option<(u32, u32)> {
@@ -155,6 +182,7 @@ impl<M: SharedMem, N: Notify> Producer<M, N> {
     }
 
     /// Writes one message at `s.head` (not yet published). The algorithm of §3.3, steps 1 and 3–6.
+    #[inline]
     fn write(&self, s: &mut State, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
         let len = MSG_HEADER_LEN + payload.len();
         if len > u16::MAX as usize {
@@ -220,29 +248,47 @@ impl<M: SharedMem, N: Notify> Producer<M, N> {
     }
 }
 
+/// The producer state a batch works on: behind the queue lock, or borrowed exclusively.
+enum StateRef<'a> {
+    // Dropped exactly once, in `Batch`'s `Drop`, between the head publish and the notification.
+    Locked(ManuallyDrop<LockGuard<'a, State>>),
+    Exclusive(&'a mut State),
+}
+
+impl StateRef<'_> {
+    #[inline(always)]
+    fn get(&mut self) -> &mut State {
+        match self {
+            StateRef::Locked(g) => g,
+            StateRef::Exclusive(s) => s,
+        }
+    }
+}
+
 /// Messages produced together and published with one Release store of head (see [`Producer::batch`]).
 pub struct Batch<'a, M: SharedMem, N: Notify> {
-    producer: &'a Producer<M, N>,
-    // Dropped exactly once, in `Drop`, between the head publish and the notification.
-    guard: ManuallyDrop<LockGuard<'a, State>>,
+    ring: Ring<'a, M>,
+    notify: &'a N,
+    state: StateRef<'a>,
     start: u32,
 }
 
 impl<M: SharedMem, N: Notify> Batch<'_, M, N> {
     /// Writes `msg` with `seqnum` into the ring (visible when the batch is published). On error nothing of
     /// this message was written and, except for [`ProduceError::TooLong`], `overflow` was incremented.
+    #[inline]
     pub fn push(&mut self, msg: &Message, seqnum: u32) -> Result<(), ProduceError> {
-        self.producer.write(&mut self.guard, msg.msg_type() as u16, seqnum, msg.payload_bytes())
+        self.ring.write(self.state.get(), msg.msg_type() as u16, seqnum, msg.payload_bytes())
     }
 
     /// Like [`push`](Batch::push) for a raw type and payload.
     pub fn push_raw(&mut self, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
-        self.producer.write(&mut self.guard, ty, seqnum, payload)
+        self.ring.write(self.state.get(), ty, seqnum, payload)
     }
 
     /// Slots written by this batch so far (NOP padding included).
-    pub fn pending_slots(&self) -> u32 {
-        self.guard.head.wrapping_sub(self.start)
+    pub fn pending_slots(&mut self) -> u32 {
+        self.state.get().head.wrapping_sub(self.start)
     }
 
     /// Publishes everything pushed (one Release store of head), releases the lock, then notifies if anything
@@ -251,19 +297,23 @@ impl<M: SharedMem, N: Notify> Batch<'_, M, N> {
 }
 
 impl<M: SharedMem, N: Notify> Drop for Batch<'_, M, N> {
+    #[inline]
     fn drop(&mut self) {
-        let n = self.guard.head.wrapping_sub(self.start);
+        let head = self.state.get().head;
+        let n = head.wrapping_sub(self.start);
         if n != 0 {
             // Release pairs with the consumer's Acquire load of head: every slot written above happens before
             // the consumer's reads of them.
             // SAFETY: HEAD (64) is in bounds (check_geometry) and 4-aligned.
-            unsafe { self.producer.mem.store_u32(HEAD, self.guard.head, HEAD_PUBLISH) };
+            unsafe { self.ring.mem.store_u32(HEAD, head, HEAD_PUBLISH) };
         }
-        // SAFETY: the guard is not used after this point and this is the only place it is dropped.
-        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        if let StateRef::Locked(g) = &mut self.state {
+            // SAFETY: the guard is not used after this point and this is the only place it is dropped.
+            unsafe { ManuallyDrop::drop(g) };
+        }
         if n != 0 {
             // Outside the lock, as the kernel wakes the agent after unlocking the queue.
-            self.producer.notify.notify();
+            self.notify.notify();
         }
     }
 }
