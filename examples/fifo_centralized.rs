@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug, Default)]
 struct Task {
+    /// The task's barrier as far as we know (the task barrier of our transactions).
     seqnum: u32,
+    /// Seqnum of the last message of this task (0: none yet).
+    last_msg: u32,
     runnable: bool,
     queued: bool,
     sw: Option<GhostSwInfo>,
@@ -53,8 +56,10 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
                     Ok(st) if st.brand_new => {}
                     Ok(_) => {
                         let runnable = snap.runnable() && !snap.on_cpu();
-                        me.tasks
-                            .insert(snap.gtid, Task { seqnum: snap.barrier.0, runnable, queued: false, sw: Some(sw) });
+                        me.tasks.insert(
+                            snap.gtid,
+                            Task { seqnum: snap.barrier.0, last_msg: 0, runnable, queued: false, sw: Some(sw) },
+                        );
                         if runnable {
                             me.enqueue(snap.gtid);
                         }
@@ -98,10 +103,15 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
         self.stats.messages += 1;
         let Some(g) = m.gtid() else { return }; // CPU messages: nothing to do for a FIFO
         let t = self.tasks.entry(g).or_default();
-        if t.seqnum != 0 && !Barrier(seqnum).is_newer_than(Barrier(t.seqnum)) {
+        // Messages of a task carry strictly increasing seqnums. (A task taken over through discovery starts
+        // from its status word's barrier, which a message already in the queue may repeat: not a violation.)
+        if t.last_msg != 0 && !Barrier(seqnum).is_newer_than(Barrier(t.last_msg)) {
             self.stats.seqnum_violations += 1;
         }
-        t.seqnum = seqnum;
+        t.last_msg = seqnum;
+        if t.seqnum == 0 || Barrier(seqnum).is_newer_than(Barrier(t.seqnum)) {
+            t.seqnum = seqnum;
+        }
         match m {
             Message::TaskNew(p) => {
                 t.runnable = p.runnable != 0;

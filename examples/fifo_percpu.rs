@@ -12,7 +12,10 @@ use ghost_shm::status::Barrier;
 use std::collections::{BTreeMap, VecDeque};
 
 struct Task {
+    /// The task's barrier as far as we know (the task barrier of our transactions).
     seqnum: u32,
+    /// Seqnum of the last message of this task (0: none yet).
+    last_msg: u32,
     runnable: bool,
     cpu: usize,
     sw: Option<GhostSwInfo>,
@@ -57,7 +60,10 @@ impl<M: ghost_shm::shm::SharedMem> PerCpuFifo<M> {
                 Ok(st) if st.brand_new => {}
                 Ok(_) => {
                     let runnable = snap.runnable() && !snap.on_cpu();
-                    me.tasks.insert(snap.gtid, Task { seqnum: snap.barrier.0, runnable, cpu: c, sw: Some(sw) });
+                    me.tasks.insert(
+                        snap.gtid,
+                        Task { seqnum: snap.barrier.0, last_msg: 0, runnable, cpu: c, sw: Some(sw) },
+                    );
                     if runnable {
                         me.cpus[c].runq.push_back(snap.gtid);
                     }
@@ -82,11 +88,16 @@ impl<M: ghost_shm::shm::SharedMem> PerCpuFifo<M> {
     fn handle<B: Backend<Region = M>>(&mut self, enclave: &Enclave<B>, here: usize, seqnum: u32, m: Message) {
         self.stats.messages += 1;
         let Some(g) = m.gtid() else { return };
-        let t = self.tasks.entry(g).or_insert(Task { seqnum: 0, runnable: false, cpu: here, sw: None });
-        if t.seqnum != 0 && !Barrier(seqnum).is_newer_than(Barrier(t.seqnum)) {
+        let t = self.tasks.entry(g).or_insert(Task { seqnum: 0, last_msg: 0, runnable: false, cpu: here, sw: None });
+        // Messages of a task carry strictly increasing seqnums. (A task taken over through discovery starts
+        // from its status word's barrier, which a message already in the queue may repeat: not a violation.)
+        if t.last_msg != 0 && !Barrier(seqnum).is_newer_than(Barrier(t.last_msg)) {
             self.stats.seqnum_violations += 1;
         }
-        t.seqnum = seqnum;
+        t.last_msg = seqnum;
+        if t.seqnum == 0 || Barrier(seqnum).is_newer_than(Barrier(t.seqnum)) {
+            t.seqnum = seqnum;
+        }
         let owner = t.cpu;
         match m {
             Message::TaskNew(p) => {

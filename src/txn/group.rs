@@ -169,7 +169,7 @@ impl<M: SharedMem> CpuData<M> {
                 Err(BadCpu(c)) => return Err(GroupError::CpuOutOfRange(c)), // unreachable: bits checked above
             };
             // The ioctl claims whatever the commit flags say (where = -1).
-            match self.cas_claim(slot, caller) {
+            match self.cas_claim(slot, caller, cpu) {
                 Ok(()) => claimed += 1,
                 Err(state) => {
                     clear(members, cpu);

@@ -297,6 +297,9 @@ pub enum ClaimError {
     NotLocal,
     /// The transaction is not READY.
     NotReady(TxnState),
+    /// The transaction shows READY but a claim of it is still in flight (the agent re-published READY over a
+    /// claimed transaction): it is not claimed twice.
+    AlreadyClaimed,
     /// Its `COMMIT_AT_*` bits ask for another commit point.
     WrongCommitPoint(CommitFlags),
 }
@@ -313,6 +316,7 @@ impl core::fmt::Display for ClaimError {
             ClaimError::BadCpu(c) => write!(f, "CPU {c} is outside the cpu_data region"),
             ClaimError::NotLocal => f.write_str("kernel commit points claim only their own CPU's transaction"),
             ClaimError::NotReady(s) => write!(f, "transaction not ready ({s:?})"),
+            ClaimError::AlreadyClaimed => f.write_str("transaction re-published while a claim is in flight"),
             ClaimError::WrongCommitPoint(c) => write!(f, "transaction asks for another commit point ({c:?})"),
         }
     }
@@ -389,16 +393,43 @@ impl<M: SharedMem> CpuData<M> {
                 return Err(ClaimError::WrongCommitPoint(commit_flags));
             }
         }
-        self.cas_claim(slot, claimer).map_err(ClaimError::NotReady)
+        self.cas_claim(slot, claimer, target).map_err(|s| match s {
+            // READY but held: the agent re-published READY over a claim still in flight.
+            TxnState::Ready => ClaimError::AlreadyClaimed,
+            s => ClaimError::NotReady(s),
+        })
     }
 
-    /// The claim CAS READY → `claimer`; the state found otherwise.
-    pub(super) fn cas_claim(&self, slot: Slot, claimer: u32) -> Result<(), TxnState> {
+    /// The claim: takes the kernel-private hold on `target`, then CAS READY → `claimer`; the state found
+    /// otherwise (READY if the hold was taken by a claim still in flight).
+    pub(super) fn cas_claim(&self, slot: Slot, claimer: u32, target: u32) -> Result<(), TxnState> {
+        let bit = 1u64 << (target % 64);
+        // `target < ncpus <= MAX_CPUS` (slot() succeeded), so the word exists.
+        let Some(held) = self.held.get(target as usize / 64) else {
+            return Err(TxnState::Invalid(target as i32));
+        };
+        // AcqRel: Acquire pairs with the Release clear in `ClaimedTxn`'s Drop (the previous claim is finished);
+        // at most one claim of a CPU's transaction is in flight, whatever the agent writes into `state`.
+        if held.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+            return Err(TxnState::from_raw(self.load32(slot, W32::State, Ordering::Relaxed) as i32));
+        }
         // Acquire: pairs with the agent's Release store of READY in `OpenTxn::commit`, so the snapshot taken
         // next sees every field the agent filled before publishing.
-        self.cas32(slot, W32::State, GHOST_TXN_READY as u32, claimer, Ordering::Acquire, Ordering::Relaxed)
-            .map(|_| ())
-            .map_err(|cur| TxnState::from_raw(cur as i32))
+        match self.cas32(slot, W32::State, GHOST_TXN_READY as u32, claimer, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => Ok(()),
+            Err(cur) => {
+                self.release_hold(target);
+                Err(TxnState::from_raw(cur as i32))
+            }
+        }
+    }
+
+    /// Drops the kernel-private hold on `target`'s transaction.
+    pub(super) fn release_hold(&self, target: u32) {
+        if let Some(held) = self.held.get(target as usize / 64) {
+            // Release: pairs with the AcqRel fetch_or of the next claim; the final state was stored before.
+            held.fetch_and(!(1u64 << (target % 64)), Ordering::Release);
+        }
     }
 
     /// Reads the snapshot of a transaction this CPU has just claimed: each word exactly once, Relaxed (ordered
@@ -423,6 +454,14 @@ impl<M: SharedMem> CpuData<M> {
             gtid,
         };
         ClaimedTxn { region: self, slot, claimer, target, at, snap }
+    }
+}
+
+impl<M: SharedMem> Drop for ClaimedTxn<'_, M> {
+    fn drop(&mut self) {
+        // After `finish` stored the final state (or if the claim is abandoned): the transaction may be
+        // claimed again once the agent re-opens it.
+        self.region.release_hold(self.target);
     }
 }
 

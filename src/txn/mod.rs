@@ -282,12 +282,24 @@ struct Slot(usize);
 ///
 /// Both sides use it: the agent through [`agent`](CpuData::agent) handles, the kernel through
 /// [`init_txn`](CpuData::init_txn), [`claim`](CpuData::claim) and [`commit_group`](CpuData::commit_group).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CpuData<M: SharedMem> {
     mem: M,
     ncpus: u32,
     stride: usize,
+    /// Kernel-private, one bit per CPU: a claim of that CPU's transaction is in flight. Guards against a
+    /// hostile agent re-publishing READY over a claimed transaction: it is never claimed twice.
+    held: [crate::sync::AtomicU64; HELD_WORDS],
 }
+
+/// Words of the kernel-private claim bitmap: 8192 CPUs (the common `kernel_max`); 64 under loom.
+#[cfg(not(loom))]
+const HELD_WORDS: usize = 128;
+#[cfg(loom)]
+const HELD_WORDS: usize = 1;
+
+/// The most CPUs a [`CpuData`] can describe.
+pub const MAX_CPUS: u32 = (HELD_WORDS * 64) as u32;
 
 impl<M: SharedMem> CpuData<M> {
     /// The `cpu_data` region of `ncpus` CPUs over `mem`, one [`CPU_DATA_SIZE`] page per CPU.
@@ -298,14 +310,16 @@ impl<M: SharedMem> CpuData<M> {
     /// Like [`new`](CpuData::new) with `stride` bytes per CPU (a non-zero multiple of 64): small regions for
     /// model checking and fuzzing. The ABI's stride is [`CPU_DATA_SIZE`].
     pub fn with_stride(mem: M, ncpus: u32, stride: usize) -> Result<Self, LayoutError> {
-        if ncpus == 0 || ncpus >= i32::MAX as u32 {
+        if ncpus == 0 || ncpus > MAX_CPUS {
             return Err(LayoutError::BadCpuCount);
         }
         if stride == 0 || stride % TXN_SIZE != 0 {
             return Err(LayoutError::BadStride);
         }
         match (ncpus as usize).checked_mul(stride) {
-            Some(need) if need <= mem.len() => Ok(CpuData { mem, ncpus, stride }),
+            Some(need) if need <= mem.len() => {
+                Ok(CpuData { mem, ncpus, stride, held: core::array::from_fn(|_| crate::sync::AtomicU64::new(0)) })
+            }
             _ => Err(LayoutError::TooSmall),
         }
     }

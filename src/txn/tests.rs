@@ -36,9 +36,10 @@ fn layout_errors() {
     assert_eq!(CpuData::with_stride(OwnedRegion::new(4096), 1, 96).unwrap_err(), LayoutError::BadStride);
     assert_eq!(CpuData::with_stride(OwnedRegion::new(64), i32::MAX as u32, 64).unwrap_err(), LayoutError::BadCpuCount);
     assert_eq!(
-        CpuData::with_stride(OwnedRegion::new(64), 1 << 20, usize::MAX & !63).unwrap_err(),
+        CpuData::with_stride(OwnedRegion::new(64), MAX_CPUS, usize::MAX & !63).unwrap_err(),
         LayoutError::TooSmall
     );
+    assert_eq!(CpuData::with_stride(OwnedRegion::new(64), MAX_CPUS + 1, 64).unwrap_err(), LayoutError::BadCpuCount);
     let cd = CpuData::new(OwnedRegion::new(2 * 4096), 2).unwrap();
     assert_eq!(cd.txn_offset(1), Ok(4096));
     assert_eq!(cd.txn_offset(2), Err(BadCpu(2)));
@@ -389,17 +390,29 @@ fn hostile_writes_after_claim() {
     assert_eq!(v.cpus[1].latched.get(), Some(TASK));
     assert_eq!(cd.state(1), Ok(TxnState::Committed(TxnOutcome::Complete)));
 
-    // Re-publishing READY over a claimed transaction publishes a new one: claimed once more, from its own
-    // snapshot, and each claimer finishes only its own.
+    // Re-publishing READY over a claimed transaction does not get it claimed twice: the kernel's private hold
+    // refuses every other claim until the first one is finished, which commits from its own snapshot.
     cd.init_txn(1).unwrap();
     publish(&cd, 1, |t| (t.gtid, t.task_barrier) = (TASK.0, 7));
     let first = cd.claim(0, 1, CommitPoint::Ioctl).unwrap();
     publish(&cd, 1, |t| t.gtid = -5);
+    assert_eq!(cd.claim(1, 1, CommitPoint::Ioctl).unwrap_err(), ClaimError::AlreadyClaimed);
+    assert_eq!(cd.claim(1, 1, CommitPoint::Greedy).unwrap_err(), ClaimError::AlreadyClaimed);
+    let mut group = mask(&[1]);
+    let g = cd.commit_group(0, &mut group, &v, |_| ()).unwrap();
+    assert!(!g.committed && g.claimed == 0, "a sync group cannot claim it either");
+    assert_eq!(first.snapshot().gtid, TASK);
+    assert_eq!(first.commit(&v).outcome, TxnOutcome::Complete, "committed from its own snapshot");
+    // Finished: the next publication is claimable again.
+    publish(&cd, 1, |t| t.gtid = -5);
     let second = cd.claim(1, 1, CommitPoint::Ioctl).unwrap();
     assert_eq!(second.snapshot().gtid, Gtid(-5));
     assert_eq!(second.commit(&v).outcome, TxnOutcome::InvalidTarget);
-    assert_eq!(first.snapshot().gtid, TASK);
-    assert_eq!(first.commit(&v).outcome, TxnOutcome::Complete, "committed from its own snapshot");
+    // An abandoned claim (dropped unfinished) releases its hold too.
+    publish(&cd, 1, |t| t.gtid = TASK.0);
+    drop(cd.claim(0, 1, CommitPoint::Ioctl).unwrap());
+    cd.write_raw(1, &GhostTxn { state: GHOST_TXN_READY, cpu: 1, ..Default::default() }).unwrap();
+    assert!(cd.claim(0, 1, CommitPoint::Ioctl).is_ok());
 
     // State overwritten between the claim and the snapshot is INVALID_CPU.
     let mut s = TxnSnapshot::from_txn(&cd.read_raw(1).unwrap());
