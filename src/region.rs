@@ -17,7 +17,7 @@
 //! ```
 
 use crate::shm::{RawRegion, SharedMem};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::AtomicU32;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
@@ -182,59 +182,7 @@ impl Drop for MappedRegion {
     }
 }
 
-// SAFETY: delegates to the RawRegion over the mapping this value keeps alive. On a read-only mapping a store
+// SharedMem: forwards to the RawRegion over the mapping this value keeps alive. On a read-only mapping a store
 // faults (SIGSEGV) instead of corrupting memory; the typed constructors of the agent API only build writers on
 // writable mappings.
-unsafe impl SharedMem for MappedRegion {
-    #[inline(always)]
-    fn len(&self) -> usize {
-        self.raw.len()
-    }
-    #[inline(always)]
-    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.load_u32(off, order) }
-    }
-    #[inline(always)]
-    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.store_u32(off, val, order) }
-    }
-    #[inline(always)]
-    unsafe fn compare_exchange_u32(
-        &self,
-        off: usize,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.compare_exchange_u32(off, current, new, success, failure) }
-    }
-    #[inline(always)]
-    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.fetch_add_u32(off, val, order) }
-    }
-    #[inline(always)]
-    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.load_u64(off, order) }
-    }
-    #[inline(always)]
-    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.store_u64(off, val, order) }
-    }
-    #[inline(always)]
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.read_data(off) }
-    }
-    #[inline(always)]
-    unsafe fn write_data(&self, off: usize, val: u32) {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.write_data(off, val) }
-    }
-}
+crate::shm::forward_shared_mem!([] MappedRegion, s => s.raw);

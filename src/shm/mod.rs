@@ -110,110 +110,90 @@ pub unsafe trait SharedMem {
     }
 }
 
-// SAFETY: forwards every call to `T`, which upholds the contract itself.
-unsafe impl<T: SharedMem + ?Sized> SharedMem for &T {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).load_u32(off, order) }
-    }
-    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).store_u32(off, val, order) }
-    }
-    unsafe fn compare_exchange_u32(
-        &self,
-        off: usize,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).compare_exchange_u32(off, current, new, success, failure) }
-    }
-    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).fetch_add_u32(off, val, order) }
-    }
-    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).load_u64(off, order) }
-    }
-    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).store_u64(off, val, order) }
-    }
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).read_data(off) }
-    }
-    unsafe fn write_data(&self, off: usize, val: u32) {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).write_data(off, val) }
-    }
-    fn fence(&self, order: Ordering) {
-        (**self).fence(order)
-    }
-    fn spin_hint(&self) {
-        (**self).spin_hint()
-    }
+/// Implements [`SharedMem`] for a type by forwarding every call to an inner `SharedMem` (`$s` names `self`).
+macro_rules! forward_shared_mem {
+    ([$($gen:tt)*] $ty:ty, $s:ident => $inner:expr) => {
+        // SAFETY: every call is forwarded unchanged to the inner region, which upholds the contract itself for
+        // the memory this value keeps alive.
+        unsafe impl<$($gen)*> $crate::shm::SharedMem for $ty {
+            #[inline(always)]
+            fn len(&self) -> usize {
+                let $s = self;
+                $inner.len()
+            }
+            #[inline(always)]
+            unsafe fn load_u32(&self, off: usize, order: core::sync::atomic::Ordering) -> u32 {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.load_u32(off, order) }
+            }
+            #[inline(always)]
+            unsafe fn store_u32(&self, off: usize, val: u32, order: core::sync::atomic::Ordering) {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.store_u32(off, val, order) }
+            }
+            #[inline(always)]
+            unsafe fn compare_exchange_u32(
+                &self,
+                off: usize,
+                current: u32,
+                new: u32,
+                success: core::sync::atomic::Ordering,
+                failure: core::sync::atomic::Ordering,
+            ) -> Result<u32, u32> {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.compare_exchange_u32(off, current, new, success, failure) }
+            }
+            #[inline(always)]
+            unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: core::sync::atomic::Ordering) -> u32 {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.fetch_add_u32(off, val, order) }
+            }
+            #[inline(always)]
+            unsafe fn load_u64(&self, off: usize, order: core::sync::atomic::Ordering) -> u64 {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.load_u64(off, order) }
+            }
+            #[inline(always)]
+            unsafe fn store_u64(&self, off: usize, val: u64, order: core::sync::atomic::Ordering) {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.store_u64(off, val, order) }
+            }
+            #[inline(always)]
+            unsafe fn read_data(&self, off: usize) -> u32 {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.read_data(off) }
+            }
+            #[inline(always)]
+            unsafe fn write_data(&self, off: usize, val: u32) {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.write_data(off, val) }
+            }
+            #[inline(always)]
+            fn fence(&self, order: core::sync::atomic::Ordering) {
+                let $s = self;
+                $inner.fence(order)
+            }
+            #[inline(always)]
+            fn spin_hint(&self) {
+                let $s = self;
+                $inner.spin_hint()
+            }
+        }
+    };
 }
+pub(crate) use forward_shared_mem;
 
+forward_shared_mem!([T: SharedMem + ?Sized] &T, s => (**s));
 #[cfg(any(feature = "std", test))]
-// SAFETY: forwards every call to `T`, which upholds the contract itself.
-unsafe impl<T: SharedMem + ?Sized> SharedMem for std::sync::Arc<T> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).load_u32(off, order) }
-    }
-    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).store_u32(off, val, order) }
-    }
-    unsafe fn compare_exchange_u32(
-        &self,
-        off: usize,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).compare_exchange_u32(off, current, new, success, failure) }
-    }
-    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).fetch_add_u32(off, val, order) }
-    }
-    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).load_u64(off, order) }
-    }
-    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).store_u64(off, val, order) }
-    }
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).read_data(off) }
-    }
-    unsafe fn write_data(&self, off: usize, val: u32) {
-        // SAFETY: same contract, forwarded.
-        unsafe { (**self).write_data(off, val) }
-    }
-    fn fence(&self, order: Ordering) {
-        (**self).fence(order)
-    }
-    fn spin_hint(&self) {
-        (**self).spin_hint()
-    }
-}
+forward_shared_mem!([T: SharedMem + ?Sized] std::sync::Arc<T>, s => (**s));
 
 /// Why a pointer and length cannot be used as a [`RawRegion`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

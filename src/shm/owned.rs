@@ -1,7 +1,7 @@
 //! Heap-backed regions for tests, benches and simulations.
 
 use super::{RawRegion, SharedMem};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 use std::boxed::Box;
 #[allow(unused_imports)]
 use std::vec::Vec;
@@ -95,57 +95,5 @@ impl core::fmt::Debug for OwnedRegion {
     }
 }
 
-// SAFETY: delegates to the RawRegion over memory this value owns and keeps alive.
-unsafe impl SharedMem for OwnedRegion {
-    #[inline(always)]
-    fn len(&self) -> usize {
-        self.raw.len()
-    }
-    #[inline(always)]
-    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.load_u32(off, order) }
-    }
-    #[inline(always)]
-    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.store_u32(off, val, order) }
-    }
-    #[inline(always)]
-    unsafe fn compare_exchange_u32(
-        &self,
-        off: usize,
-        current: u32,
-        new: u32,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u32, u32> {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.compare_exchange_u32(off, current, new, success, failure) }
-    }
-    #[inline(always)]
-    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.fetch_add_u32(off, val, order) }
-    }
-    #[inline(always)]
-    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.load_u64(off, order) }
-    }
-    #[inline(always)]
-    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.store_u64(off, val, order) }
-    }
-    #[inline(always)]
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.read_data(off) }
-    }
-    #[inline(always)]
-    unsafe fn write_data(&self, off: usize, val: u32) {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.raw.write_data(off, val) }
-    }
-}
+// SharedMem: forwards to the RawRegion over memory this value owns and keeps alive.
+crate::shm::forward_shared_mem!([] OwnedRegion, s => s.raw);
