@@ -468,16 +468,27 @@ where
     let ncpus = cfg.cpus.max(1);
     let regions = [kernel::Regions::new(ncpus, cfg.tasks)];
     let k = kernel::Kernel::new(&regions, ncpus, &[cpus], core::slice::from_ref(cfg));
-    let t0 = Instant::now();
-    let clock = || t0.elapsed().as_nanos() as u64;
+    let wall = Instant::now();
+    // The clock starts once the agent is attached (time 0 = first task arrival window), so no task waits for
+    // an agent that is still starting up.
+    let t0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut report = Report::default();
     let mut stats = AgentStats::default();
     std::thread::scope(|s| {
         for _cpu in 0..ncpus {
             s.spawn(|| {
+                let start = loop {
+                    if let Some(t) = t0.get() {
+                        break *t;
+                    }
+                    if done.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
+                    std::thread::yield_now();
+                };
                 while !done.load(std::sync::atomic::Ordering::Acquire) {
-                    let now = clock();
+                    let now = start.elapsed().as_nanos() as u64;
                     if !k.advance_to(now) || now >= cfg.duration_ns {
                         done.store(true, std::sync::atomic::Ordering::Release);
                         break;
@@ -495,7 +506,9 @@ where
         let agent = s.spawn(|| {
             let enclave = Enclave::attach(SimBackend::new(&k, 0)).expect("the simulator's regions are valid");
             k.agent_attached(0, true);
-            let Ok(mut a) = start(&enclave) else {
+            let started = start(&enclave);
+            let _ = t0.set(Instant::now());
+            let Ok(mut a) = started else {
                 k.agent_died(0);
                 return (AgentStats::default(), 1);
             };
@@ -519,7 +532,7 @@ where
     report.messages_consumed = stats.messages;
     report.seqnum_violations = stats.seqnum_violations;
     report.overflows_seen = stats.overflows_seen;
-    report.wall_ns = t0.elapsed().as_nanos() as u64;
+    report.wall_ns = wall.elapsed().as_nanos() as u64;
     report
 }
 
