@@ -4,6 +4,7 @@
 //!
 //! Child processes re-run this test binary with `GHOST_SHM_ROLE` set; `child_process_entry` is their entry
 //! point (without the variable it only checks that it is not inside a child).
+#![cfg(not(miri))] // processes, memfd/mmap and futexes: not supported by Miri
 
 use ghost_shm::abi::{self, Message, PayloadCpuTick};
 use ghost_shm::queue::{Consumer, Producer};

@@ -1,5 +1,6 @@
 //! Several enclaves side by side on one simulated machine, each with its own policy; isolation of
 //! transactions, messages and faults; live agent upgrade.
+#![cfg(not(miri))] // whole simulations: minutes per run under Miri (no unsafe code of their own)
 
 #[path = "../examples/fifo_centralized.rs"]
 mod centralized;

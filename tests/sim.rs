@@ -1,5 +1,6 @@
 //! The simulated kernel in deterministic mode, with the example agents: invariants over many seeds,
 //! determinism, crash resilience, stale-transaction recovery and overflow accounting.
+#![cfg(not(miri))] // whole simulations: minutes per run under Miri (no unsafe code of their own)
 
 #[path = "../examples/fifo_centralized.rs"]
 mod centralized;

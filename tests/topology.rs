@@ -1,6 +1,7 @@
 //! Topology against the fixture machines of `tests/data/topologies` (their `EXPECTED.json`), synthetic sysfs
 //! trees, this machine's real `/sys`, and one real run of `examples/topology.rs`.
 #![cfg(feature = "std")]
+#![cfg(not(miri))] // reads sysfs fixture trees and runs an example: needs the file system and processes
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,0 +1,249 @@
+//! Shared by the `adversary_*` fuzz targets (included with `#[path]`; not a target itself).
+//!
+//! - [`Guarded`]: a region inside a larger heap allocation whose bytes before and after it hold a pattern that
+//!   must stay untouched (AddressSanitizer catches accesses past the allocation; the guard bytes catch accesses
+//!   that stay inside it, e.g. into the slack after a ring or past a word).
+//! - [`Spy`]: a [`SharedMem`] backend over that region that checks every access against the backend contract
+//!   (aligned, in bounds) *before* performing it and logs it, so a target can assert exactly what the kernel
+//!   side read and wrote. The agent's writes go around the spy, straight to the [`RawRegion`].
+#![allow(dead_code)]
+
+use ghost_shm::shm::{RawRegion, SharedMem};
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+
+/// Guard bytes on each side of a region.
+pub const GUARD: usize = 512;
+
+fn pattern(i: usize) -> u8 {
+    0xA5 ^ (i as u8).wrapping_mul(29)
+}
+
+/// `len` zeroed bytes at a 64-aligned address, between two guard areas.
+pub struct Guarded {
+    base: *mut u8,
+    layout: Layout,
+    len: usize,
+}
+
+impl Guarded {
+    /// A zeroed region of `len` bytes with guards.
+    pub fn new(len: usize) -> Guarded {
+        let total = GUARD + len.next_multiple_of(64) + GUARD;
+        let layout = Layout::from_size_align(total, 64).expect("layout");
+        // SAFETY: `total` is non-zero.
+        let base = unsafe { alloc_zeroed(layout) };
+        assert!(!base.is_null(), "allocation failed");
+        for i in (0..GUARD).chain(GUARD + len..total) {
+            // SAFETY: `i < total`, inside the allocation; no region over it exists yet.
+            unsafe { base.add(i).write(pattern(i)) };
+        }
+        Guarded { base, layout, len }
+    }
+
+    /// The region, for the kernel side (through a [`Spy`]) and for the agent's writes.
+    pub fn region(&self) -> RawRegion {
+        // SAFETY: `GUARD..GUARD + len` is inside the allocation, which lives until `self` is dropped (the targets
+        // drop every handle first); the base is 64-aligned. The region's bytes are only accessed through atomics;
+        // the guard bytes, read in `check`, are outside it.
+        unsafe { RawRegion::new(self.base.add(GUARD), self.len) }.expect("aligned, non-null")
+    }
+
+    /// Panics if any guard byte changed.
+    pub fn check(&self) {
+        let total = self.layout.size();
+        for i in (0..GUARD).chain(GUARD + self.len..total) {
+            // SAFETY: `i < total` and outside the region, so never accessed atomically: a plain read is fine.
+            let b = unsafe { self.base.add(i).read() };
+            assert_eq!(b, pattern(i), "guard byte at region offset {} overwritten", i as isize - GUARD as isize);
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { dealloc(self.base, self.layout) };
+    }
+}
+
+/// One access by the kernel side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ev {
+    Load32(usize, u32),
+    Store32(usize, u32),
+    Cas32 { off: usize, current: u32, new: u32, ok: bool },
+    Add32(usize, u32),
+    Load64(usize, u64),
+    Store64(usize, u64),
+    Read(usize, u32),
+    Write(usize, u32),
+}
+
+impl Ev {
+    /// The byte offset accessed.
+    pub fn off(&self) -> usize {
+        match *self {
+            Ev::Load32(o, _)
+            | Ev::Store32(o, _)
+            | Ev::Cas32 { off: o, .. }
+            | Ev::Add32(o, _)
+            | Ev::Load64(o, _)
+            | Ev::Store64(o, _)
+            | Ev::Read(o, _)
+            | Ev::Write(o, _) => o,
+        }
+    }
+
+    /// Whether the access reads the region.
+    pub fn reads(&self) -> bool {
+        matches!(self, Ev::Load32(..) | Ev::Load64(..) | Ev::Read(..) | Ev::Cas32 { .. } | Ev::Add32(..))
+    }
+
+    /// Whether the access changes the region.
+    pub fn writes(&self) -> bool {
+        matches!(self, Ev::Store32(..) | Ev::Write(..) | Ev::Store64(..) | Ev::Add32(..) | Ev::Cas32 { ok: true, .. })
+    }
+
+    /// Bytes the access covers.
+    pub fn width(&self) -> usize {
+        match self {
+            Ev::Load64(..) | Ev::Store64(..) => 8,
+            _ => 4,
+        }
+    }
+}
+
+/// A logging, contract-checking [`SharedMem`] over a [`RawRegion`].
+pub struct Spy<'a> {
+    pub mem: RawRegion,
+    pub log: &'a RefCell<Vec<Ev>>,
+}
+
+impl<'a> Spy<'a> {
+    pub fn new(mem: RawRegion, log: &'a RefCell<Vec<Ev>>) -> Spy<'a> {
+        Spy { mem, log }
+    }
+
+    fn check(&self, off: usize, width: usize) {
+        assert!(
+            off % width == 0 && off.checked_add(width).is_some_and(|e| e <= self.mem.len()),
+            "kernel access of {width} bytes at offset {off} breaks the SharedMem contract (len {})",
+            self.mem.len()
+        );
+    }
+
+    fn push(&self, e: Ev) {
+        self.log.borrow_mut().push(e);
+    }
+}
+
+/// Takes the events logged so far.
+pub fn take(log: &RefCell<Vec<Ev>>) -> Vec<Ev> {
+    std::mem::take(&mut *log.borrow_mut())
+}
+
+// SAFETY: every method checks the contract (aligned, in bounds) with a panic before forwarding to `RawRegion`,
+// which upholds it for valid calls.
+unsafe impl SharedMem for Spy<'_> {
+    fn len(&self) -> usize {
+        self.mem.len()
+    }
+    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        let v = unsafe { self.mem.load_u32(off, order) };
+        self.push(Ev::Load32(off, v));
+        v
+    }
+    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        unsafe { self.mem.store_u32(off, val, order) };
+        self.push(Ev::Store32(off, val));
+    }
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        let r = unsafe { self.mem.compare_exchange_u32(off, current, new, success, failure) };
+        self.push(Ev::Cas32 { off, current, new, ok: r.is_ok() });
+        r
+    }
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        let v = unsafe { self.mem.fetch_add_u32(off, val, order) };
+        self.push(Ev::Add32(off, val));
+        v
+    }
+    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
+        self.check(off, 8);
+        // SAFETY: checked above.
+        let v = unsafe { self.mem.load_u64(off, order) };
+        self.push(Ev::Load64(off, v));
+        v
+    }
+    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
+        self.check(off, 8);
+        // SAFETY: checked above.
+        unsafe { self.mem.store_u64(off, val, order) };
+        self.push(Ev::Store64(off, val));
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        let v = unsafe { self.mem.read_data(off) };
+        self.push(Ev::Read(off, v));
+        v
+    }
+    unsafe fn write_data(&self, off: usize, val: u32) {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        unsafe { self.mem.write_data(off, val) };
+        self.push(Ev::Write(off, val));
+    }
+}
+
+/// The agent's raw `u32` store at `off` (4-aligned and in bounds, else ignored): what a hostile agent writes.
+pub fn agent_store32(mem: &RawRegion, off: usize, val: u32) {
+    if off % 4 == 0 && off + 4 <= mem.len() {
+        // SAFETY: aligned and in bounds (checked).
+        unsafe { mem.store_u32(off, val, Ordering::Release) };
+    }
+}
+
+/// The agent's raw `u64` store at `off` (8-aligned and in bounds, else ignored).
+pub fn agent_store64(mem: &RawRegion, off: usize, val: u64) {
+    if off % 8 == 0 && off + 8 <= mem.len() {
+        // SAFETY: aligned and in bounds (checked).
+        unsafe { mem.store_u64(off, val, Ordering::Release) };
+    }
+}
+
+/// A `u32` of the region as the agent reads it (4-aligned and in bounds, else 0).
+pub fn peek32(mem: &RawRegion, off: usize) -> u32 {
+    if off % 4 == 0 && off + 4 <= mem.len() {
+        // SAFETY: aligned and in bounds (checked).
+        unsafe { mem.load_u32(off, Ordering::Acquire) }
+    } else {
+        0
+    }
+}
+
+/// A `u64` of the region as the agent reads it (8-aligned and in bounds, else 0).
+pub fn peek64(mem: &RawRegion, off: usize) -> u64 {
+    if off % 8 == 0 && off + 8 <= mem.len() {
+        // SAFETY: aligned and in bounds (checked).
+        unsafe { mem.load_u64(off, Ordering::Acquire) }
+    } else {
+        0
+    }
+}
