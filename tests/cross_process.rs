@@ -32,9 +32,13 @@ fn inheritable(r: &MappedRegion) -> i32 {
 }
 
 fn spawn_agent(fds: &str) -> Child {
+    spawn_role("agent", fds)
+}
+
+fn spawn_role(role: &str, fds: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
-        .env(ROLE, "agent")
+        .env(ROLE, role)
         .env(FDS, fds)
         .spawn()
         .expect("spawn agent process")
@@ -65,11 +69,73 @@ fn agent(fds: &str) {
     }
 }
 
+const TXNS: u32 = if cfg!(debug_assertions) { 100_000 } else { 1_000_000 };
+
+/// The agent side of the transaction exchange: commit `TXNS` transactions on CPU 0 (a ping of the agent, task
+/// barrier = sequence number), each only after the previous one completed, and check every outcome.
+fn txn_agent(fds: &str) {
+    let fd: i32 = fds.parse().unwrap();
+    // SAFETY: the parent passed this fd open across exec; it stays open for this process's life.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    let region = MappedRegion::map_fd(b, 2 * abi::CPU_DATA_SIZE, Access::ReadWrite).unwrap();
+    let cpu_data = ghost_shm::txn::CpuData::new(&region, 2).unwrap();
+    let mut txn = cpu_data.agent(0).unwrap();
+    for i in 0..TXNS {
+        let open = loop {
+            match txn.open() {
+                Ok(o) => break o,
+                Err(_) => std::thread::yield_now(),
+            }
+        };
+        let pending = open.target(abi::Gtid::AGENT).task_barrier(i).commit();
+        let outcome = loop {
+            if let Some(o) = pending.poll().unwrap() {
+                break o;
+            }
+            std::thread::yield_now();
+        };
+        assert_eq!(outcome.outcome, abi::TxnOutcome::Complete, "txn {i}");
+        assert_eq!(outcome.cpu_seqnum, Some(i as u64 + 1), "txn {i}: lost or duplicated");
+    }
+}
+
+/// A million transactions between an agent process and the kernel's claim/validate/commit in this process, over
+/// a memfd-backed `cpu_data`: every one arrives exactly once, in order, and completes.
+#[test]
+fn transactions_cross_processes() {
+    use ghost_shm::txn::{sim::SimView, CommitPoint, CpuData};
+    let region = MappedRegion::create("cpu_data", 2 * abi::CPU_DATA_SIZE).unwrap();
+    let cpu_data = CpuData::new(&region, 2).unwrap();
+    cpu_data.init_txn(0).unwrap();
+    cpu_data.init_txn(1).unwrap();
+    let view = SimView::new(2);
+    let mut child = spawn_role("txn_agent", &inheritable(&region).to_string());
+    let start = Instant::now();
+    let mut next = 0u32;
+    while next < TXNS {
+        assert!(start.elapsed() < Duration::from_secs(300), "agent stalled at txn {next}");
+        // The kernel on CPU 1 commits CPU 0's transaction (a remote, ioctl-style commit).
+        let Ok(claimed) = cpu_data.claim(1, 0, CommitPoint::Ioctl) else {
+            std::thread::yield_now();
+            continue;
+        };
+        assert_eq!(claimed.snapshot().task_barrier, next, "transactions arrive once each, in order");
+        assert_eq!(claimed.commit(&view).outcome, abi::TxnOutcome::Complete);
+        next += 1;
+    }
+    assert!(child.wait().unwrap().success(), "the agent process saw a wrong outcome");
+    assert_eq!(view.cpus[0].cpu_seqnum.get(), TXNS as u64);
+}
+
 #[test]
 fn child_process_entry() {
     match std::env::var(ROLE).as_deref() {
         Ok("agent") => {
             agent(&std::env::var(FDS).unwrap());
+            std::process::exit(0);
+        }
+        Ok("txn_agent") => {
+            txn_agent(&std::env::var(FDS).unwrap());
             std::process::exit(0);
         }
         Ok(other) => panic!("unknown role {other}"),
