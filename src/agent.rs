@@ -10,7 +10,7 @@
 //! | status-word region (read-only) | [`Enclave::status_words`], [`Enclave::discover`] |
 //! | `cpu_data` transactions | [`Enclave::txn`], [`Enclave::commit`], [`Enclave::group_commit`] |
 //! | `GHOST_IOC_SW_FREE` | [`Enclave::free_status_word`] |
-//! | `enclave_N/cpulist` | [`Enclave::cpus`] |
+//! | `enclave_N/cpulist`, sysfs | [`Enclave::cpus`], [`Enclave::topology`] |
 //!
 //! Errors are [`AgentError`]s that say what to do: [`AgentError::Stale`] means "drain your queue, re-read the
 //! status word, retry".
@@ -28,6 +28,7 @@ use crate::abi::{GhostSwInfo, Gtid, GHOST_VERSION};
 use crate::queue::{AssocStatus, ConsumeError, Consumer, QueueError, QueueId};
 use crate::shm::SharedMem;
 use crate::status::{AttachError, Discovery, ReadError, Reader, Snapshot};
+use crate::topology::sysfs::OwnedTopology;
 use crate::topology::CpuSet;
 use crate::txn::{AgentTxn, BadCpu, CpuData, LayoutError};
 
@@ -128,6 +129,13 @@ pub trait Backend {
     fn sync_group_commit(&self, caller: u32, cpus: &[u32]) -> Result<bool, AgentError>;
     /// `GHOST_IOC_SW_FREE`.
     fn free_status_word(&self, info: GhostSwInfo) -> Result<(), AgentError>;
+    /// The machine's topology restricted to the enclave's CPUs, for placement decisions. The default reads
+    /// the real sysfs (right for an agent on a ghOSt kernel); a simulator without a model returns `None`.
+    fn topology(&self) -> Option<OwnedTopology> {
+        let mut t = OwnedTopology::from_sysfs("/sys").ok()?;
+        t.intersect(&self.cpus());
+        Some(t)
+    }
     /// `GHOST_IOC_SW_GET_INFO(GHOST_AGENT, cpu)`: where the status word of `cpu`'s agent is (its barrier is
     /// the agent barrier a local commit must pass).
     fn agent_status_word(&self, cpu: u32) -> Result<GhostSwInfo, AgentError>;
@@ -185,6 +193,11 @@ impl<B: Backend> Enclave<B> {
     /// The enclave's CPUs.
     pub fn cpus(&self) -> &CpuSet {
         &self.cpus
+    }
+
+    /// The topology of the enclave's CPUs (SMT siblings, LLCs, NUMA nodes), if the backend knows it.
+    pub fn topology(&self) -> Option<OwnedTopology> {
+        self.backend.topology()
     }
 
     /// Creates a queue of `nelems` slots (a power of two in 1..=65536) and attaches a consumer to it.

@@ -246,3 +246,73 @@ fn real_time_mode_with_agent_thread() {
         assert_eq!(r.messages_produced, r.messages_consumed + r.messages_left, "{name}");
     }
 }
+
+/// A backend that is the simulator in everything but the topology, which it leaves to the trait's default: the
+/// real sysfs, restricted to the enclave's CPUs.
+struct WithSysfs<'a, 'r>(ghost_shm::sim::SimBackend<'a, 'r>);
+
+impl Backend for WithSysfs<'_, '_> {
+    type Region = <ghost_shm::sim::SimBackend<'static, 'static> as Backend>::Region;
+    fn abi_version(&self) -> u32 {
+        self.0.abi_version()
+    }
+    fn cpus(&self) -> ghost_shm::topology::CpuSet {
+        self.0.cpus()
+    }
+    fn ncpus(&self) -> u32 {
+        self.0.ncpus()
+    }
+    fn status_region(&self) -> Self::Region {
+        self.0.status_region()
+    }
+    fn cpu_data(&self) -> Self::Region {
+        self.0.cpu_data()
+    }
+    fn create_queue(&self, n: u32) -> Result<(ghost_shm::queue::QueueId, Self::Region), AgentError> {
+        self.0.create_queue(n)
+    }
+    fn set_default_queue(&self, q: ghost_shm::queue::QueueId) -> Result<(), AgentError> {
+        self.0.set_default_queue(q)
+    }
+    fn associate_queue(
+        &self,
+        q: ghost_shm::queue::QueueId,
+        g: Gtid,
+        b: u32,
+    ) -> Result<ghost_shm::queue::AssocStatus, AgentError> {
+        self.0.associate_queue(q, g, b)
+    }
+    fn config_queue_wakeup(&self, q: ghost_shm::queue::QueueId, cpu: Option<u32>) -> Result<(), AgentError> {
+        self.0.config_queue_wakeup(q, cpu)
+    }
+    fn commit(&self, caller: u32, cpus: &[u32]) -> Result<(), AgentError> {
+        self.0.commit(caller, cpus)
+    }
+    fn sync_group_commit(&self, caller: u32, cpus: &[u32]) -> Result<bool, AgentError> {
+        self.0.sync_group_commit(caller, cpus)
+    }
+    fn free_status_word(&self, info: ghost_shm::abi::GhostSwInfo) -> Result<(), AgentError> {
+        self.0.free_status_word(info)
+    }
+    fn agent_status_word(&self, cpu: u32) -> Result<ghost_shm::abi::GhostSwInfo, AgentError> {
+        self.0.agent_status_word(cpu)
+    }
+}
+
+#[test]
+fn enclave_topology_is_the_machines_restricted_to_the_enclave() {
+    let cfg = Config { cpus: 2, tasks: 1, ..Config::default() };
+    let mut checked = false;
+    sim::run(&cfg, |e| {
+        // The simulator has no topology model.
+        assert!(e.topology().is_none());
+        // The default reads this machine's sysfs and keeps only the enclave's CPUs (CPU 0 and 1 exist here).
+        let sysfs = WithSysfs(ghost_shm::sim::SimBackend::clone_of(e.backend()));
+        let topo = sysfs.topology().expect("this machine's /sys");
+        assert!(topo.online().is_subset(e.cpus()), "{} ⊄ {}", topo.online(), e.cpus());
+        assert!(!topo.online().is_empty());
+        checked = true;
+        percpu::PerCpuFifo::start(e, 64)
+    });
+    assert!(checked);
+}

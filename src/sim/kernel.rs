@@ -847,6 +847,11 @@ impl<'a, 'r> SimBackend<'a, 'r> {
         self.k.now()
     }
 
+    /// Another handle on the same simulated enclave (e.g. to wrap it in a backend of one's own).
+    pub fn clone_of(other: &SimBackend<'a, 'r>) -> Self {
+        SimBackend { k: other.k, e: other.e }
+    }
+
     /// The enclave's index in the machine.
     pub fn enclave_index(&self) -> usize {
         self.e
@@ -976,6 +981,10 @@ impl Backend for SimBackend<'_, '_> {
             FreeError::NotFound => AgentError::NotFound,
             _ => AgentError::Invalid("status word is not CANFREE or not allocated"),
         })
+    }
+    /// The simulated machine has no topology model: CPUs are flat.
+    fn topology(&self) -> Option<crate::topology::sysfs::OwnedTopology> {
+        None
     }
     fn agent_status_word(&self, cpu: u32) -> Result<GhostSwInfo, AgentError> {
         let st = self.k.lock();
