@@ -39,13 +39,11 @@ const SLOTS: usize = abi::QUEUE_SLOTS_OFFSET;
 /// Whether a `tail` is valid only if the agent could have seen it: at most the *published* head (the batch's
 /// start), not the producer's private head inside a batch.
 ///
-/// EXCLUDED FROM THE CHECK until the source is fixed (issue 8): `Producer::write` (src/queue/producer.rs)
-/// validates a re-read tail against its private head `s.head`. Inside a batch, a hostile tail in
-/// `(published head, s.head]` — releasing messages the agent cannot have read yet — is accepted, and a later
-/// push of the same batch reuses the slots of an earlier, unpublished message of that batch (found by this
-/// target: a 16-slot ring, a batch of 2-slot messages, `tail = 2` stored after the second push). Once the
-/// producer answers such a tail with `CorruptTail`, set this to `true`.
-const STRICT_TAIL: bool = false;
+/// Found by this target and fixed: `Producer::write` used to validate a re-read tail only against its private
+/// head, so inside a batch a hostile tail in `(published head, head]` was accepted and a later push of the same
+/// batch reused the slots of an earlier, unpublished message. The producer now answers such a tail with
+/// `CorruptTail` (unit test `a_tail_inside_the_unpublished_batch_is_corrupt`), and this check is on.
+const STRICT_TAIL: bool = true;
 
 #[derive(Arbitrary, Debug)]
 enum Agent {

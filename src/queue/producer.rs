@@ -48,6 +48,8 @@ impl core::fmt::Display for ProduceError {
 struct State {
     /// Our head: the only authoritative copy (the shared one is written, never read).
     head: u32,
+    /// The head last published (the most the agent can have seen and released).
+    published: u32,
     /// Last validated agent tail; refreshed only when it says the ring is full.
     cached_tail: u32,
     /// Our overflow count (the shared one is written, never read).
@@ -83,7 +85,13 @@ impl<M: SharedMem> Producer<M> {
             mem.store_u32(TAIL, 0, Ordering::Relaxed);
             mem.store_u32(OVERFLOW, 0, Ordering::Relaxed);
         }
-        Ok(Producer { mem, nelems, mask, state: Lock::new(State { head: 0, cached_tail: 0, overflow: 0 }), notify: () })
+        Ok(Producer {
+            mem,
+            nelems,
+            mask,
+            state: Lock::new(State { head: 0, published: 0, cached_tail: 0, overflow: 0 }),
+            notify: (),
+        })
     }
 }
 
@@ -196,7 +204,9 @@ impl<M: SharedMem> Ring<'_, M> {
             // Release store of tail: its reads of the slots we are about to reuse happen before our writes.
             // SAFETY: TAIL (68) is in bounds (check_geometry) and 4-aligned.
             let tail = unsafe { self.mem.load_u32(TAIL, Ordering::Acquire) };
-            match self.space(s.head, tail) {
+            // A tail beyond the published head releases messages the agent cannot have seen (e.g. earlier,
+            // unpublished messages of this batch): as corrupt as one too far behind.
+            match self.space(s.head, tail).filter(|_| s.published.wrapping_sub(tail) <= self.nelems) {
                 Some(sp) => {
                     s.cached_tail = tail;
                     (ahead, behind) = sp;
@@ -306,6 +316,7 @@ impl<M: SharedMem, N: Notify> Drop for Batch<'_, M, N> {
             // the consumer's reads of them.
             // SAFETY: HEAD (64) is in bounds (check_geometry) and 4-aligned.
             unsafe { self.ring.mem.store_u32(HEAD, head, HEAD_PUBLISH) };
+            self.state.get().published = head;
         }
         if let StateRef::Locked(g) = &mut self.state {
             // SAFETY: the guard is not used after this point and this is the only place it is dropped.

@@ -278,3 +278,25 @@ fn doorbell_handshake() {
     bell.cancel_wait();
     assert!(!bell.ring());
 }
+
+#[test]
+fn a_tail_inside_the_unpublished_batch_is_corrupt() {
+    // Found by adversary_queue: the agent "releases" messages of a batch that is not published yet; a later
+    // push of the same batch must not reuse their slots.
+    let r = region(16);
+    let p = Producer::init(&r, 16).unwrap();
+    let mut b = p.batch();
+    for i in 0..8 {
+        b.push(&tick(i), i as u32).unwrap(); // 16 slots: the ring is now full (unpublished)
+    }
+    poke(&r, TAIL, 2); // beyond the published head (0)
+    assert_eq!(b.push(&tick(9), 9), Err(ProduceError::CorruptTail { head: 16, tail: 2 }));
+    b.publish();
+    assert_eq!(p.overflow_count(), 1, "the refused message is counted");
+    // The eight messages of the batch were published intact.
+    poke(&r, TAIL, 0);
+    let mut c = Consumer::attach(&r).unwrap();
+    let mut seq = Vec::new();
+    c.drain(|d| seq.push(d.seqnum)).unwrap();
+    assert_eq!(seq, [0, 1, 2, 3, 4, 5, 6, 7]);
+}
