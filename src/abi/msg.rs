@@ -104,21 +104,6 @@ macro_rules! messages {
                     other => Err(DecodeError::UnknownType(other)),
                 }
             }
-
-            /// Builds a message of type `ty` from exactly `payload_len(ty)` payload bytes (copied; any alignment).
-            pub fn from_payload(ty: MsgType, payload: &[u8]) -> Result<Message, DecodeError> {
-                match ty {
-                    MsgType::Nop => Err(DecodeError::Nop { length: (MSG_HEADER_LEN + payload.len()) as u16 }),
-                    $( MsgType::$variant => match $payload::read_from_bytes(payload) {
-                        Ok(p) => Ok(Message::$variant(p)),
-                        Err(_) => Err(DecodeError::LengthMismatch {
-                            ty,
-                            length: (MSG_HEADER_LEN + payload.len()).min(u16::MAX as usize) as u16,
-                            expected: (MSG_HEADER_LEN + core::mem::size_of::<$payload>()) as u16,
-                        }),
-                    }, )*
-                }
-            }
         }
     };
 }
@@ -284,14 +269,20 @@ impl Message {
         if (length as usize) < MSG_HEADER_LEN || length as usize > bytes.len() {
             return Err(DecodeError::BadLength { length, available: bytes.len() });
         }
-        let ty = MsgType::try_from(ty).map_err(|e| DecodeError::UnknownType(e.0))?;
         let payload = &bytes[MSG_HEADER_LEN..length as usize];
-        let message = Message::from_payload(ty, payload).map_err(|e| match e {
-            DecodeError::LengthMismatch { ty, expected, .. } => DecodeError::LengthMismatch { ty, length, expected },
-            DecodeError::Nop { .. } => DecodeError::Nop { length },
-            other => other,
-        })?;
+        // build_checked calls the closure only when `length` is the type's, i.e. out.len() == payload.len().
+        let message = Message::build_checked(ty, length, |out| out.copy_from_slice(payload))?;
         Ok(Decoded { seqnum, message })
+    }
+
+    /// Builds a message of type `ty` from exactly `payload_len(ty)` payload bytes (copied; any alignment).
+    pub fn from_payload(ty: MsgType, payload: &[u8]) -> Result<Message, DecodeError> {
+        let length = (MSG_HEADER_LEN + payload.len()).min(u16::MAX as usize) as u16;
+        if payload.len() > u16::MAX as usize - MSG_HEADER_LEN {
+            // Too long for any message; build_checked reports the mismatch (or NOP) without copying.
+            return Message::build_checked(ty as u16, length, |_| {});
+        }
+        Message::build_checked(ty as u16, length, |out| out.copy_from_slice(payload))
     }
 
     /// The task a task message is about (first 8 payload bytes); `None` for CPU messages.

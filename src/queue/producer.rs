@@ -178,7 +178,8 @@ impl<M: SharedMem> Ring<'_, M> {
         }
         let hi = head & self.mask;
         let ti = tail & self.mask;
-        Some(if ti <= hi { (self.nelems - hi, ti) } else { (ti - hi, 0) })
+        // hi, ti < nelems and ti > hi in the second arm: neither subtraction can wrap.
+        Some(if ti <= hi { (self.nelems.wrapping_sub(hi), ti) } else { (ti.wrapping_sub(hi), 0) })
     }
 
     fn count_overflow(&self, s: &mut State) {
@@ -192,7 +193,8 @@ impl<M: SharedMem> Ring<'_, M> {
     /// Writes one message at `s.head` (not yet published). The algorithm of §3.3, steps 1 and 3–6.
     #[inline]
     fn write(&self, s: &mut State, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
-        let len = MSG_HEADER_LEN + payload.len();
+        // Saturating: a slice this long is refused as TooLong below, without an overflow check to panic in.
+        let len = payload.len().saturating_add(MSG_HEADER_LEN);
         if len > u16::MAX as usize {
             return Err(ProduceError::TooLong(len));
         }
@@ -239,12 +241,12 @@ impl<M: SharedMem> Ring<'_, M> {
         // region (check_geometry); every offset below is base + a multiple of 4 < base + 8·need.
         unsafe {
             self.mem.write_data(base, u32::from_ne_bytes([h[0], h[1], h[2], h[3]]));
-            self.mem.write_data(base + 4, u32::from_ne_bytes([h[4], h[5], h[6], h[7]]));
-            let mut off = base + MSG_HEADER_LEN;
+            self.mem.write_data(base.wrapping_add(4), u32::from_ne_bytes([h[4], h[5], h[6], h[7]]));
+            let mut off = base.wrapping_add(MSG_HEADER_LEN);
             let mut chunks = payload.chunks_exact(4);
             for c in &mut chunks {
                 self.mem.write_data(off, u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
-                off += 4;
+                off = off.wrapping_add(4);
             }
             let r = chunks.remainder();
             if !r.is_empty() {

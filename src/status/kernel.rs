@@ -196,8 +196,10 @@ impl<M: SharedMem, const N: usize> Writer<M, N> {
         // report an error instead of panicking.
         let index = index.ok_or(AllocError)?;
         set_bit(&mut book.allocated, index, true);
-        book.available -= 1;
-        book.cursor = if index + 1 >= self.capacity { 0 } else { index + 1 };
+        book.available = book.available.saturating_sub(1);
+        // index < capacity <= 65534: the increment cannot wrap.
+        let next = index.wrapping_add(1);
+        book.cursor = if next >= self.capacity { 0 } else { next };
         // SAFETY: `first_clear` returns indices below `self.capacity`.
         // Relaxed: a word without INUSE means nothing to an agent; `Allocated::init` publishes with Release.
         // The word was zeroed under this lock (creation or free), so these stores come after the zeroing.
@@ -257,7 +259,7 @@ impl<M: SharedMem, const N: usize> Writer<M, N> {
         unsafe { self.zero_word(index) };
         set_bit(&mut book.allocated, index, false);
         set_bit(&mut book.canfree, index, false);
-        book.available = (book.available + 1).min(self.capacity);
+        book.available = book.available.saturating_add(1).min(self.capacity);
         self.store_header(H_AVAILABLE, book.available);
     }
 

@@ -77,11 +77,11 @@ fn next_set(words: &[u64], from: u32, end: u32) -> Option<u32> {
         let w = (i / 64) as usize;
         let word = *words.get(w)? >> (i % 64);
         if word != 0 {
-            let c = i + word.trailing_zeros();
+            let c = i.wrapping_add(word.trailing_zeros()); // i < end and the bit is in i's word
             return (c < end).then_some(c);
         }
         // `end` <= ncpus < i32::MAX, so this does not overflow.
-        i = (w as u32 + 1) * 64;
+        i = (w as u32).wrapping_add(1).wrapping_mul(64);
     }
     None
 }
@@ -102,14 +102,14 @@ impl Wrap {
     pub(super) fn next(&mut self, words: &[u64]) -> Option<u32> {
         if !self.wrapped {
             if let Some(c) = next_set(words, self.pos, self.n) {
-                self.pos = c + 1;
+                self.pos = c.wrapping_add(1); // c < ncpus <= MAX_CPUS: cannot wrap
                 return Some(c);
             }
             self.wrapped = true;
             self.pos = 0;
         }
         let c = next_set(words, self.pos, self.start)?;
-        self.pos = c + 1;
+        self.pos = c.wrapping_add(1); // c < ncpus <= MAX_CPUS: cannot wrap
         Some(c)
     }
 }
@@ -141,17 +141,19 @@ impl<M: SharedMem> CpuData<M> {
         let n = self.ncpus;
         let mut any = false;
         for (i, &w) in members.iter().enumerate() {
-            let base = (i as u64) * 64;
-            let valid = if base + 64 <= n as u64 {
+            // Saturating: a bitmap of absurd length (hostile) cannot make these wrap.
+            let base = (i as u64).saturating_mul(64);
+            let valid = if base.saturating_add(64) <= n as u64 {
                 u64::MAX
             } else if base >= n as u64 {
                 0
             } else {
-                (1u64 << (n as u64 - base)) - 1
+                // 0 < n - base < 64 here.
+                1u64.wrapping_shl((n as u64).wrapping_sub(base) as u32).wrapping_sub(1)
             };
             let bad = w & !valid;
             if bad != 0 {
-                return Err(GroupError::CpuOutOfRange((base + bad.trailing_zeros() as u64) as u32));
+                return Err(GroupError::CpuOutOfRange(base.saturating_add(bad.trailing_zeros() as u64) as u32));
             }
             any |= w != 0;
         }
@@ -159,18 +161,19 @@ impl<M: SharedMem> CpuData<M> {
             return Err(GroupError::Empty);
         }
 
-        // Phase 1: claim all members, in CPU order.
+        // Phase 1: claim all members, in CPU order. The counters are bounded by ncpus (each CPU is visited
+        // once), so the wrapping increments below never wrap.
         let (mut count, mut claimed, mut failure) = (0u32, 0u32, None);
         let mut it = Wrap::new(0, n);
         while let Some(cpu) = it.next(members) {
-            count += 1;
+            count = count.wrapping_add(1);
             let slot = match self.slot(cpu) {
                 Ok(s) => s,
                 Err(BadCpu(c)) => return Err(GroupError::CpuOutOfRange(c)), // unreachable: bits checked above
             };
             // The ioctl claims whatever the commit flags say (where = -1).
             match self.cas_claim(slot, caller, cpu) {
-                Ok(()) => claimed += 1,
+                Ok(()) => claimed = claimed.wrapping_add(1),
                 Err(state) => {
                     clear(members, cpu);
                     failure = failure.or(Some(GroupFailure::Claim { cpu, state }));
@@ -179,7 +182,7 @@ impl<M: SharedMem> CpuData<M> {
         }
 
         // Phase 2: commit in order starting after the caller, the caller last; poison after a failure.
-        let mut it = Wrap::new((caller + 1) % n, n);
+        let mut it = Wrap::new(caller.wrapping_add(1) % n, n); // caller < n
         while let Some(cpu) = it.next(members) {
             let Ok(slot) = self.slot(cpu) else { continue };
             let txn = self.claimed(slot, caller, cpu, CommitPoint::Ioctl);

@@ -348,7 +348,7 @@ impl<M: SharedMem> CpuData<M> {
         if cpu < self.ncpus {
             // INVARIANT: cpu < ncpus and ncpus * stride <= len (checked in `with_stride`), stride >= 64 and a
             // multiple of 64, so cpu * stride + 64 <= len and the offset is 64-aligned.
-            Ok(Slot(cpu as usize * self.stride))
+            Ok(Slot((cpu as usize).wrapping_mul(self.stride)))
         } else {
             Err(BadCpu(cpu))
         }
@@ -357,31 +357,31 @@ impl<M: SharedMem> CpuData<M> {
     #[inline(always)]
     fn load32(&self, s: Slot, w: W32, order: Ordering) -> u32 {
         // SAFETY: `s.0 + 64 <= len` and `s.0 % 64 == 0` (Slot invariant); `w` is a 4-aligned offset below 64.
-        unsafe { self.mem.load_u32(s.0 + w as usize, order) }
+        unsafe { self.mem.load_u32(s.0.wrapping_add(w as usize), order) }
     }
 
     #[inline(always)]
     fn store32(&self, s: Slot, w: W32, val: u32, order: Ordering) {
         // SAFETY: as in `load32`.
-        unsafe { self.mem.store_u32(s.0 + w as usize, val, order) }
+        unsafe { self.mem.store_u32(s.0.wrapping_add(w as usize), val, order) }
     }
 
     #[inline(always)]
     fn cas32(&self, s: Slot, w: W32, current: u32, new: u32, ok: Ordering, fail: Ordering) -> Result<u32, u32> {
         // SAFETY: as in `load32`.
-        unsafe { self.mem.compare_exchange_u32(s.0 + w as usize, current, new, ok, fail) }
+        unsafe { self.mem.compare_exchange_u32(s.0.wrapping_add(w as usize), current, new, ok, fail) }
     }
 
     #[inline(always)]
     fn load64(&self, s: Slot, w: W64, order: Ordering) -> u64 {
         // SAFETY: `s.0 + 64 <= len` and `s.0 % 64 == 0` (Slot invariant); `w` is an 8-aligned offset, w + 8 <= 48.
-        unsafe { self.mem.load_u64(s.0 + w as usize, order) }
+        unsafe { self.mem.load_u64(s.0.wrapping_add(w as usize), order) }
     }
 
     #[inline(always)]
     fn store64(&self, s: Slot, w: W64, val: u64, order: Ordering) {
         // SAFETY: as in `load64`.
-        unsafe { self.mem.store_u64(s.0 + w as usize, val, order) }
+        unsafe { self.mem.store_u64(s.0.wrapping_add(w as usize), val, order) }
     }
 
     /// Kernel: initialises `cpu`'s transaction as when the CPU is added to an enclave (§1.8): every word
