@@ -13,179 +13,23 @@
 //! `scripts/bench-ratios.py` turns criterion's estimates into the ratios of BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ghost_shm::abi::{self, Message, PayloadTaskYield};
-use ghost_shm::queue::{Consumer, Producer};
-use ghost_shm::shm::OwnedRegion;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PEER_CAP: usize = 1024;
-/// 1024 TASK_YIELD messages of 6 slots need 6144 slots: the next power of two.
-const GHOST_SLOTS: u32 = 8192;
-
-fn msg(i: u64) -> Message {
-    Message::TaskYield(PayloadTaskYield { gtid: i, runtime: i, cpu_seqnum: i, cpu: 1, ..Default::default() })
-}
-
-fn item(i: u64) -> [u8; 40] {
-    let mut a = [0u8; 40];
-    a[..8].copy_from_slice(&i.to_le_bytes());
-    a
-}
-
-/// Runs `producer` on this thread and `consumer` on another; returns the elapsed time.
-fn two_threads(producer: impl FnOnce(), consumer: impl FnOnce() + Send + 'static) -> Duration {
-    let t = std::thread::spawn(consumer);
-    let start = Instant::now();
-    producer();
-    t.join().unwrap();
-    start.elapsed()
-}
-
-fn ghost_pair() -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<OwnedRegion>>) {
-    let r = Arc::new(OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)));
-    let p = Producer::init(r.clone(), GHOST_SLOTS).unwrap();
-    let c = Consumer::attach(r).unwrap();
-    (p, c)
-}
+#[path = "support/queue_impls.rs"]
+mod impls;
+use impls::{ghost_pair, item, msg, PEER_CAP};
 
 fn spsc(c: &mut Criterion) {
     let mut g = c.benchmark_group("spsc");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("ghost_one", |b| {
-        b.iter_custom(|n| {
-            let (mut p, mut cons) = ghost_pair();
-            two_threads(
-                || {
-                    for i in 0..n {
-                        let m = msg(i);
-                        while p.produce_mut(&m, i as u32).is_err() {
-                            std::hint::spin_loop();
-                        }
-                    }
-                },
-                move || {
-                    let mut got = 0;
-                    while got < n {
-                        if let Ok(Some(d)) = cons.pop() {
-                            black_box(d);
-                            got += 1;
-                        }
-                    }
-                },
-            )
-        })
-    });
-    g.bench_function("ghost_batch16", |b| {
-        b.iter_custom(|n| {
-            let (mut p, mut cons) = ghost_pair();
-            two_threads(
-                || {
-                    let mut i = 0;
-                    while i < n {
-                        let mut batch = p.batch_mut();
-                        let end = (i + 16).min(n);
-                        while i < end {
-                            if batch.push(&msg(i), i as u32).is_err() {
-                                break;
-                            }
-                            i += 1;
-                        }
-                        batch.publish();
-                    }
-                },
-                move || {
-                    let mut got = 0;
-                    while got < n {
-                        got += cons
-                            .drain(|d| {
-                                black_box(d);
-                            })
-                            .unwrap_or(0) as u64;
-                    }
-                },
-            )
-        })
-    });
-    g.bench_function("heapless", |b| {
-        b.iter_custom(|n| {
-            let q: &'static mut heapless::spsc::Queue<[u8; 40], PEER_CAP> =
-                Box::leak(Box::new(heapless::spsc::Queue::new()));
-            let (mut prod, mut cons) = q.split();
-            two_threads(
-                move || {
-                    for i in 0..n {
-                        let mut it = item(i);
-                        while let Err(back) = prod.enqueue(it) {
-                            it = back;
-                            std::hint::spin_loop();
-                        }
-                    }
-                },
-                move || {
-                    let mut got = 0;
-                    while got < n {
-                        if let Some(x) = cons.dequeue() {
-                            black_box(x);
-                            got += 1;
-                        }
-                    }
-                },
-            )
-        })
-    });
-    g.bench_function("rtrb", |b| {
-        b.iter_custom(|n| {
-            let (mut prod, mut cons) = rtrb::RingBuffer::<[u8; 40]>::new(PEER_CAP);
-            two_threads(
-                move || {
-                    for i in 0..n {
-                        let it = item(i);
-                        while prod.push(it).is_err() {
-                            std::hint::spin_loop();
-                        }
-                    }
-                },
-                move || {
-                    let mut got = 0;
-                    while got < n {
-                        if let Ok(x) = cons.pop() {
-                            black_box(x);
-                            got += 1;
-                        }
-                    }
-                },
-            )
-        })
-    });
-    g.bench_function("crossbeam_array", |b| {
-        b.iter_custom(|n| {
-            let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; 40]>::new(PEER_CAP));
-            let q2 = q.clone();
-            two_threads(
-                move || {
-                    for i in 0..n {
-                        let mut it = item(i);
-                        while let Err(back) = q.push(it) {
-                            it = back;
-                            std::hint::spin_loop();
-                        }
-                    }
-                },
-                move || {
-                    let mut got = 0;
-                    while got < n {
-                        if let Some(x) = q2.pop() {
-                            black_box(x);
-                            got += 1;
-                        }
-                    }
-                },
-            )
-        })
-    });
+    g.bench_function("ghost_one", |b| b.iter_custom(|n| impls::ghost_one(n, true)));
+    g.bench_function("ghost_one_pop", |b| b.iter_custom(|n| impls::ghost_one(n, false)));
+    g.bench_function("ghost_batch16", |b| b.iter_custom(impls::ghost_batch16));
+    g.bench_function("heapless", |b| b.iter_custom(impls::heapless));
+    g.bench_function("rtrb", |b| b.iter_custom(impls::rtrb));
+    g.bench_function("crossbeam_array", |b| b.iter_custom(impls::crossbeam_array));
     g.finish();
 }
 
@@ -281,69 +125,11 @@ fn same_thread(c: &mut Criterion) {
     g.finish();
 }
 
-#[repr(align(128))]
-struct Line(AtomicU64);
-
 fn pingpong(c: &mut Criterion) {
     let mut g = c.benchmark_group("pingpong");
-    g.bench_function("raw_cacheline", |b| {
-        b.iter_custom(|n| {
-            let ping = Arc::new(Line(AtomicU64::new(0)));
-            let pong = Arc::new(Line(AtomicU64::new(0)));
-            let (pi, po) = (ping.clone(), pong.clone());
-            let t = std::thread::spawn(move || {
-                for i in 1..=n {
-                    while pi.0.load(Ordering::Acquire) != i {
-                        std::hint::spin_loop();
-                    }
-                    po.0.store(i, Ordering::Release);
-                }
-            });
-            let start = Instant::now();
-            for i in 1..=n {
-                ping.0.store(i, Ordering::Release);
-                while pong.0.load(Ordering::Acquire) != i {
-                    std::hint::spin_loop();
-                }
-            }
-            let e = start.elapsed();
-            t.join().unwrap();
-            e / 2 // one way
-        })
-    });
-    g.bench_function("ghost", |b| {
-        b.iter_custom(|n| {
-            let (p_ab, mut c_ab) = ghost_pair();
-            let (p_ba, mut c_ba) = ghost_pair();
-            let mut p_ba = p_ba;
-            let mut p_ab = p_ab;
-            let t = std::thread::spawn(move || {
-                for _ in 0..n {
-                    loop {
-                        if let Ok(Some(d)) = c_ab.pop() {
-                            p_ba.produce_mut(&d.message, d.seqnum).unwrap();
-                            break;
-                        }
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-            let start = Instant::now();
-            for i in 0..n {
-                p_ab.produce_mut(&msg(i), i as u32).unwrap();
-                loop {
-                    if let Ok(Some(d)) = c_ba.pop() {
-                        black_box(d);
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-            }
-            let e = start.elapsed();
-            t.join().unwrap();
-            e / 2
-        })
-    });
+    g.bench_function("raw_cacheline", |b| b.iter_custom(impls::pingpong_raw));
+    g.bench_function("ghost", |b| b.iter_custom(|n| impls::pingpong_ghost(n, true)));
+    g.bench_function("ghost_pop", |b| b.iter_custom(|n| impls::pingpong_ghost(n, false)));
     g.finish();
 }
 

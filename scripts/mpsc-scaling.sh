@@ -8,4 +8,4 @@ echo "== machine"
 nproc
 lscpu 2>/dev/null | grep -E 'Model name|Socket|Core|Thread|NUMA node\(s\)|L3' || true
 echo "== mpsc scaling (criterion, time per message; throughput = 1 / time)"
-GHOST_SHM_MAX_PRODUCERS="${GHOST_SHM_MAX_PRODUCERS:-15}" cargo bench --bench queue -- mpsc 2>&1 | grep -E '^mpsc|time:|thrpt:'
+GHOST_SHM_MAX_PRODUCERS="${GHOST_SHM_MAX_PRODUCERS:-15}" cargo bench -p ghost-shm-benches --bench queue -- mpsc 2>&1 | grep -E '^mpsc|time:|thrpt:'

@@ -118,13 +118,14 @@ impl<M: FutexWord> FutexDoorbell<M> {
         }
     }
 
-    /// Blocks until `consumer` has a message (or padding) pending, or `timeout` passes. A ring error is
-    /// returned so the caller can act on it.
+    /// Blocks until `consumer` has a message (or padding) pending, or `timeout` passes. Everything read so far is
+    /// released first (see [`Consumer::drain_lazy`]). A ring error is returned so the caller can act on it.
     pub fn wait_for<Q: SharedMem>(
         &self,
         consumer: &mut Consumer<Q>,
         timeout: Option<Duration>,
     ) -> Result<bool, ConsumeError> {
+        consumer.release();
         let mut err = None;
         let got = self.wait_until(
             || match consumer.has_pending() {

@@ -248,6 +248,32 @@ impl<M: SharedMem> Consumer<M> {
         r
     }
 
+    /// Like [`drain`](Consumer::drain), but hands the slots back only once a quarter of the ring (or more) is
+    /// read and not yet released, rather than at the end of every call.
+    ///
+    /// An agent that keeps up with its queue drains one or two messages per call; with `drain`, each call
+    /// stores `tail`, which shares a cache line with the producer's `head` (ABI layout), so the line travels
+    /// to the agent and back for every message. Deferring the store keeps the line with the producer; the
+    /// producer still always has at least three quarters of the ring. Call [`release`](Consumer::release)
+    /// before blocking for a long time (the `std` wake-up helpers' `wait_for` does).
+    pub fn drain_lazy(&mut self, mut f: impl FnMut(Decoded)) -> Result<usize, ConsumeError> {
+        let mut n = 0;
+        let r = loop {
+            match self.read() {
+                Ok(Some(m)) => {
+                    f(m);
+                    n += 1;
+                }
+                Ok(None) => break Ok(n),
+                Err(e) => break Err(e),
+            }
+        };
+        if r.is_err() || self.read.wrapping_sub(self.tail) >= self.nelems.div_ceil(4) {
+            self.release();
+        }
+        r
+    }
+
     /// The ring's overflow counter (Acquire; pairs with the producer's Release store of it).
     pub fn overflow(&self) -> u32 {
         // SAFETY: OVERFLOW is in bounds (validated at attach) and 4-aligned.

@@ -300,3 +300,37 @@ fn a_tail_inside_the_unpublished_batch_is_corrupt() {
     c.drain(|d| seq.push(d.seqnum)).unwrap();
     assert_eq!(seq, [0, 1, 2, 3, 4, 5, 6, 7]);
 }
+
+/// `drain_lazy` stores `tail` only once a quarter of the ring is read and unreleased (or on `release`), and
+/// never loses or repeats a message across calls.
+#[test]
+fn drain_lazy_defers_the_tail_store() {
+    let r = region(16); // a quarter: 4 slots
+    let p = Producer::init(&r, 16).unwrap();
+    let mut c = Consumer::attach(&r).unwrap();
+    let tail = |r: &OwnedRegion| {
+        // SAFETY: TAIL is in bounds and 4-aligned.
+        unsafe { r.load_u32(TAIL, core::sync::atomic::Ordering::Relaxed) }
+    };
+    let mut seen = Vec::new();
+    p.produce(&tick(1), 1).unwrap(); // 2 slots
+    assert_eq!(c.drain_lazy(|d| seen.push(d.seqnum)).unwrap(), 1);
+    assert_eq!(tail(&r), 0, "2 of 16 slots held: no store yet");
+    assert_eq!(c.drain_lazy(|d| seen.push(d.seqnum)).unwrap(), 0);
+    assert_eq!(tail(&r), 0);
+    p.produce(&tick(2), 2).unwrap(); // slots 2, 3: now 4 held
+    assert_eq!(c.drain_lazy(|d| seen.push(d.seqnum)).unwrap(), 1);
+    assert_eq!(tail(&r), 4, "a quarter held: released");
+    p.produce(&tick(3), 3).unwrap();
+    assert_eq!(c.drain_lazy(|d| seen.push(d.seqnum)).unwrap(), 1);
+    assert_eq!(tail(&r), 4);
+    // The producer treats the read but unreleased slots (4..6) as used: 14 free slots, 7 messages.
+    let mut n = 0;
+    while p.produce(&tick(9), 9).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 7, "exactly the released slots were reused");
+    c.release();
+    assert_eq!(tail(&r), 6, "release hands back the rest");
+    assert_eq!(seen, [1, 2, 3]);
+}

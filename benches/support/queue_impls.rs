@@ -1,0 +1,273 @@
+//! The two-thread queue workloads, shared by `benches/queue.rs` (criterion) and `benches/queue_paired.rs`
+//! (interleaved rounds). Each function moves `n` 40-byte messages (ghost-shm: a `MSG_TASK_YIELD`, 40-byte
+//! payload, 48 bytes on the wire; peers: a `[u8; 40]`) and returns the elapsed time (one-way time for the
+//! ping-pongs).
+#![allow(dead_code)]
+
+use ghost_shm::abi::{self, Message, PayloadTaskYield};
+use ghost_shm::queue::{Consumer, Producer};
+use ghost_shm::shm::OwnedRegion;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Capacity of the peers' queues.
+pub const PEER_CAP: usize = 1024;
+/// 1024 TASK_YIELD messages of 6 slots need 6144 slots: the next power of two.
+pub const GHOST_SLOTS: u32 = 8192;
+
+/// The message ghost-shm moves.
+pub fn msg(i: u64) -> Message {
+    Message::TaskYield(PayloadTaskYield { gtid: i, runtime: i, cpu_seqnum: i, cpu: 1, ..Default::default() })
+}
+
+/// The item the peers move.
+pub fn item(i: u64) -> [u8; 40] {
+    let mut a = [0u8; 40];
+    a[..8].copy_from_slice(&i.to_le_bytes());
+    a
+}
+
+/// Runs `producer` on this thread and `consumer` on another; returns the elapsed time. Every consumer below
+/// (ghost-shm's and the peers') executes one `spin_loop` hint per poll that found nothing, every producer one
+/// per attempt that found the queue full.
+pub fn two_threads(producer: impl FnOnce(), consumer: impl FnOnce() + Send + 'static) -> Duration {
+    let t = std::thread::spawn(consumer);
+    let start = Instant::now();
+    producer();
+    t.join().unwrap();
+    start.elapsed()
+}
+
+/// A fresh queue on the heap: the kernel's producer and the agent's consumer.
+pub fn ghost_pair() -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<OwnedRegion>>) {
+    let r = Arc::new(OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)));
+    let p = Producer::init(r.clone(), GHOST_SLOTS).unwrap();
+    let c = Consumer::attach(r).unwrap();
+    (p, c)
+}
+
+/// ghost-shm, the producer publishing every message on its own (one head store each). `drain`: the consumer,
+/// like an agent's loop, handles whatever is pending with `drain_lazy` (one tail store per quarter ring);
+/// otherwise it pops one message at a time (a tail store per message, as the peers' pops do).
+pub fn ghost_one(n: u64, drain: bool) -> Duration {
+    let (mut p, mut cons) = ghost_pair();
+    two_threads(
+        || {
+            for i in 0..n {
+                let m = msg(i);
+                while p.produce_mut(&m, i as u32).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let mut got = 0;
+            while got < n {
+                let k = if drain {
+                    cons.drain_lazy(|d| {
+                        black_box(d);
+                    })
+                    .unwrap_or(0) as u64
+                } else if let Ok(Some(d)) = cons.pop() {
+                    black_box(d);
+                    1
+                } else {
+                    0
+                };
+                got += k;
+                if k == 0 {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+    )
+}
+
+/// ghost-shm, batches of 16 messages published with one head store; the consumer drains.
+pub fn ghost_batch16(n: u64) -> Duration {
+    let (mut p, mut cons) = ghost_pair();
+    two_threads(
+        || {
+            let mut i = 0;
+            while i < n {
+                let mut batch = p.batch_mut();
+                let end = (i + 16).min(n);
+                while i < end {
+                    if batch.push(&msg(i), i as u32).is_err() {
+                        break;
+                    }
+                    i += 1;
+                }
+                batch.publish();
+            }
+        },
+        move || {
+            let mut got = 0;
+            while got < n {
+                let k = cons
+                    .drain_lazy(|d| {
+                        black_box(d);
+                    })
+                    .unwrap_or(0) as u64;
+                got += k;
+                if k == 0 {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+    )
+}
+
+/// `heapless::spsc::Queue`.
+pub fn heapless(n: u64) -> Duration {
+    let q: &'static mut heapless::spsc::Queue<[u8; 40], PEER_CAP> = Box::leak(Box::new(heapless::spsc::Queue::new()));
+    let (mut prod, mut cons) = q.split();
+    two_threads(
+        move || {
+            for i in 0..n {
+                let mut it = item(i);
+                while let Err(back) = prod.enqueue(it) {
+                    it = back;
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let mut got = 0;
+            while got < n {
+                if let Some(x) = cons.dequeue() {
+                    black_box(x);
+                    got += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+    )
+}
+
+/// `rtrb::RingBuffer`.
+pub fn rtrb(n: u64) -> Duration {
+    let (mut prod, mut cons) = rtrb::RingBuffer::<[u8; 40]>::new(PEER_CAP);
+    two_threads(
+        move || {
+            for i in 0..n {
+                let it = item(i);
+                while prod.push(it).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let mut got = 0;
+            while got < n {
+                if let Ok(x) = cons.pop() {
+                    black_box(x);
+                    got += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+    )
+}
+
+/// `crossbeam_queue::ArrayQueue`.
+pub fn crossbeam_array(n: u64) -> Duration {
+    let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; 40]>::new(PEER_CAP));
+    let q2 = q.clone();
+    two_threads(
+        move || {
+            for i in 0..n {
+                let mut it = item(i);
+                while let Err(back) = q.push(it) {
+                    it = back;
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let mut got = 0;
+            while got < n {
+                if let Some(x) = q2.pop() {
+                    black_box(x);
+                    got += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+    )
+}
+
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// Two `AtomicU64`s on their own cache lines, bounced between two threads: one-way time.
+pub fn pingpong_raw(n: u64) -> Duration {
+    let ping = Arc::new(Line(AtomicU64::new(0)));
+    let pong = Arc::new(Line(AtomicU64::new(0)));
+    let (pi, po) = (ping.clone(), pong.clone());
+    let t = std::thread::spawn(move || {
+        for i in 1..=n {
+            while pi.0.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+            po.0.store(i, Ordering::Release);
+        }
+    });
+    let start = Instant::now();
+    for i in 1..=n {
+        ping.0.store(i, Ordering::Release);
+        while pong.0.load(Ordering::Acquire) != i {
+            std::hint::spin_loop();
+        }
+    }
+    let e = start.elapsed();
+    t.join().unwrap();
+    e / 2
+}
+
+/// Round trips between two threads over two ghost queues; one-way time. `release_late`: an agent's order of
+/// work (read the message, act on it, here: answer, then hand the slots back), which takes the tail store off
+/// the critical path; otherwise `read` + `release` before answering.
+pub fn pingpong_ghost(n: u64, release_late: bool) -> Duration {
+    let (mut p_ab, mut c_ab) = ghost_pair();
+    let (mut p_ba, mut c_ba) = ghost_pair();
+    let t = std::thread::spawn(move || {
+        for _ in 0..n {
+            loop {
+                if let Ok(Some(d)) = c_ab.read() {
+                    if !release_late {
+                        c_ab.release();
+                    }
+                    p_ba.produce_mut(&d.message, d.seqnum).unwrap();
+                    c_ab.release();
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        p_ab.produce_mut(&msg(i), i as u32).unwrap();
+        // The previous answer's slots are handed back once this message is out.
+        c_ba.release();
+        loop {
+            if let Ok(Some(d)) = c_ba.read() {
+                if !release_late {
+                    c_ba.release();
+                }
+                black_box(d);
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let e = start.elapsed();
+    t.join().unwrap();
+    e / 2
+}
