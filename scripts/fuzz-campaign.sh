@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The long fuzz campaign of VERIFICATION.md: every target until it has run RUNS inputs (default 10^7) or
-# MAX_SECONDS (default 3 h) passed, JOBS targets at a time (default 2), slowest first. Each target works on a
-# copy of fuzz/corpus/<target> under WORK, writes crash artifacts to WORK/artifacts/<target>/, and prints one
-# summary line per target: executions, seconds, exec/s, exit status. Needs nightly and cargo-fuzz.
+# MAX_SECONDS (default 3 h) passed, JOBS targets at a time (default 2), slowest first, inputs of at most
+# MAX_LEN bytes (default 1024: up to a few hundred kernel/agent steps for the adversary schedules). Each
+# target works on a copy of fuzz/corpus/<target> under WORK, writes crash artifacts to WORK/artifacts/<target>/,
+# and prints one summary line per target: executions, seconds, exec/s, exit status. Needs nightly and
+# cargo-fuzz.
 #
 #   scripts/fuzz-campaign.sh                 # all targets
 #   scripts/fuzz-campaign.sh decode cpulist  # some
@@ -11,6 +13,7 @@ cd "$(dirname "$0")/../fuzz"
 RUNS=${RUNS:-10000000}
 MAX_SECONDS=${MAX_SECONDS:-10800}
 JOBS=${JOBS:-2}
+MAX_LEN=${MAX_LEN:-1024}
 WORK=${WORK:-/tmp/ghost-shm-fuzz-campaign}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-verify-fuzz}
 cargo +nightly fuzz build >/dev/null
@@ -26,7 +29,7 @@ one() {
   cp -rn "corpus/$t/." "$WORK/corpus/$t/" 2>/dev/null || true
   local start end rc=0
   start=$(date +%s)
-  "$BIN/$t" "$WORK/corpus/$t" -runs="$RUNS" -max_total_time="$MAX_SECONDS" -rss_limit_mb=4096 \
+  "$BIN/$t" "$WORK/corpus/$t" -runs="$RUNS" -max_total_time="$MAX_SECONDS" -rss_limit_mb=4096 -max_len="$MAX_LEN" \
     -artifact_prefix="$WORK/artifacts/$t/" -print_final_stats=1 >"$WORK/$t.log" 2>&1 || rc=$?
   end=$(date +%s)
   local execs
@@ -34,5 +37,5 @@ one() {
   echo "$t execs=${execs:-?} seconds=$((end - start)) exec/s=$(( ${execs:-0} / (end - start > 0 ? end - start : 1) )) rc=$rc crashes=$(ls "$WORK/artifacts/$t" | wc -l)"
 }
 export -f one
-export RUNS MAX_SECONDS WORK BIN
+export RUNS MAX_SECONDS MAX_LEN WORK BIN
 printf '%s\n' $TARGETS | xargs -P "$JOBS" -I{} bash -c 'one {}'
