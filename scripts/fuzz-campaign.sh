@@ -4,7 +4,8 @@
 # MAX_LEN bytes (default 1024: up to a few hundred kernel/agent steps for the adversary schedules). Each
 # target works on a copy of fuzz/corpus/<target> under WORK, writes crash artifacts to WORK/artifacts/<target>/,
 # and prints one summary line per target: executions, seconds, exec/s, exit status. Needs nightly and
-# cargo-fuzz. SANITIZER (default address) is passed to `cargo fuzz build -s`; each sanitizer builds into its own
+# cargo-fuzz. SANITIZER (default address) is passed to `cargo fuzz build -s`; TRACE_COMPARES=0 builds without
+# comparison tracing (`--no-trace-compares`: faster, coarser guidance); each variant builds into its own
 # target directory.
 #
 #   scripts/fuzz-campaign.sh                 # all targets
@@ -17,12 +18,16 @@ JOBS=${JOBS:-2}
 MAX_LEN=${MAX_LEN:-1024}
 WORK=${WORK:-/tmp/ghost-shm-fuzz-campaign}
 SANITIZER=${SANITIZER:-address}
-if [ "$SANITIZER" = address ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-verify-fuzz}
-else
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-verify-fuzz-$SANITIZER}
+TRACE_COMPARES=${TRACE_COMPARES:-1}
+variant=""
+[ "$SANITIZER" = address ] || variant="-$SANITIZER"
+build_flags=(-s "$SANITIZER")
+if [ "$TRACE_COMPARES" = 0 ]; then
+  variant="$variant-notc"
+  build_flags+=(--no-trace-compares)
 fi
-cargo +nightly fuzz build -s "$SANITIZER" >/dev/null
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-verify-fuzz$variant}
+cargo +nightly fuzz build "${build_flags[@]}" >/dev/null
 BIN="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
 # Slowest first (measured rates), so the long ones start while both workers are free.
 ALL="adversary_queue adversary_status adversary_txn hexmask queue_model txn_group status_alloc queue_consumer
@@ -40,8 +45,8 @@ one() {
   end=$(date +%s)
   local execs
   execs=$(grep -E '^stat::number_of_executed_units' "$WORK/$t.log" | awk '{print $2}')
-  echo "$t sanitizer=$SANITIZER execs=${execs:-?} seconds=$((end - start)) exec/s=$(( ${execs:-0} / (end - start > 0 ? end - start : 1) )) rc=$rc crashes=$(ls "$WORK/artifacts/$t" | wc -l)"
+  echo "$t sanitizer=$SANITIZER trace_compares=$TRACE_COMPARES execs=${execs:-?} seconds=$((end - start)) exec/s=$(( ${execs:-0} / (end - start > 0 ? end - start : 1) )) rc=$rc crashes=$(ls "$WORK/artifacts/$t" | wc -l)"
 }
 export -f one
-export RUNS MAX_SECONDS MAX_LEN WORK BIN SANITIZER
+export RUNS MAX_SECONDS MAX_LEN WORK BIN SANITIZER TRACE_COMPARES
 printf '%s\n' $TARGETS | xargs -P "$JOBS" -I{} bash -c 'one {}'

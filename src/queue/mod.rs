@@ -29,6 +29,13 @@
 //! | producer: **Release** store of `overflow` (after earlier heads) | consumer: **Acquire** load of `overflow` |
 //! | consumer: [`Doorbell::prepare_wait`] store, `fence(SeqCst)`, load `head` | producer: store `head`, `fence(SeqCst)`, [`Doorbell::ring`] load |
 //!
+//! ## Releasing slots
+//!
+//! The consumer hands slots back with one Release store of `tail`: [`Consumer::drain`] and [`Consumer::pop`]
+//! store it every call, [`Consumer::drain_lazy`] only once a quarter of the ring is held. `tail` shares a cache
+//! line with `head`, so an agent that keeps up with its queue and stores `tail` per message moves that line
+//! to itself and back for every message; the lazy form is the fast one for such a loop (see BENCHMARKS.md).
+//!
 //! ## Trust
 //!
 //! The producer (kernel side) keeps private copies of `nelems` and `head` and never reads the writable header
