@@ -89,13 +89,8 @@ fn commit_round_trip(iters: u64) -> Duration {
     let mut txn = cd.agent(1).unwrap();
     let one = |txn: &mut ghost_shm::txn::AgentTxn<'_, OwnedRegion>| {
         let p = txn.open().unwrap().target(Gtid::NULL).agent_barrier(0).commit();
-        loop {
-            if let Some(o) = p.poll().unwrap() {
-                assert!(o.is_success());
-                break;
-            }
-            spin_loop();
-        }
+        // The library's wait: polls with a short pause in between (see `txn::POLL_BACKOFF`).
+        assert!(p.wait(u32::MAX).unwrap().is_success());
     };
     one(&mut txn); // warm up
     let start = Instant::now();
