@@ -89,7 +89,7 @@ fn commit_round_trip(iters: u64) -> Duration {
     let mut txn = cd.agent(1).unwrap();
     let one = |txn: &mut ghost_shm::txn::AgentTxn<'_, OwnedRegion>| {
         let p = txn.open().unwrap().target(Gtid::NULL).agent_barrier(0).commit();
-        // The library's wait: polls with a short pause in between (see `txn::POLL_BACKOFF`).
+        // The library's wait: polls with a short pause in between (see `shm::POLL_BACKOFF`).
         assert!(p.wait(u32::MAX).unwrap().is_success());
     };
     one(&mut txn); // warm up

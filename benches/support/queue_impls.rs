@@ -6,7 +6,7 @@
 
 use ghost_shm::abi::{self, Message, PayloadTaskYield};
 use ghost_shm::queue::{Consumer, Producer};
-use ghost_shm::shm::OwnedRegion;
+use ghost_shm::shm::{OwnedRegion, POLL_BACKOFF};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -205,7 +205,8 @@ pub fn crossbeam_array(n: u64) -> Duration {
 #[repr(align(128))]
 struct Line(AtomicU64);
 
-/// Two `AtomicU64`s on their own cache lines, bounced between two threads: one-way time.
+/// Two `AtomicU64`s on their own cache lines, bounced between two threads: one-way time. Each side pauses
+/// `POLL_BACKOFF` spin hints between polls, as ghost-shm's spinning wait does.
 pub fn pingpong_raw(n: u64) -> Duration {
     let ping = Arc::new(Line(AtomicU64::new(0)));
     let pong = Arc::new(Line(AtomicU64::new(0)));
@@ -213,7 +214,9 @@ pub fn pingpong_raw(n: u64) -> Duration {
     let t = std::thread::spawn(move || {
         for i in 1..=n {
             while pi.0.load(Ordering::Acquire) != i {
-                std::hint::spin_loop();
+                for _ in 0..POLL_BACKOFF {
+                    std::hint::spin_loop();
+                }
             }
             po.0.store(i, Ordering::Release);
         }
@@ -222,7 +225,9 @@ pub fn pingpong_raw(n: u64) -> Duration {
     for i in 1..=n {
         ping.0.store(i, Ordering::Release);
         while pong.0.load(Ordering::Acquire) != i {
-            std::hint::spin_loop();
+            for _ in 0..POLL_BACKOFF {
+                std::hint::spin_loop();
+            }
         }
     }
     let e = start.elapsed();
@@ -232,13 +237,15 @@ pub fn pingpong_raw(n: u64) -> Duration {
 
 /// Round trips between two threads over two ghost queues; one-way time. `release_late`: an agent's order of
 /// work (read the message, act on it, here: answer, then hand the slots back), which takes the tail store off
-/// the critical path; otherwise `read` + `release` before answering.
+/// the critical path; otherwise `read` + `release` before answering. Each side waits with
+/// `Consumer::spin_until_pending` (pauses between polls, like the raw ping-pong's).
 pub fn pingpong_ghost(n: u64, release_late: bool) -> Duration {
     let (mut p_ab, mut c_ab) = ghost_pair();
     let (mut p_ba, mut c_ba) = ghost_pair();
     let t = std::thread::spawn(move || {
         for _ in 0..n {
             loop {
+                c_ab.spin_until_pending(u32::MAX).unwrap();
                 if let Ok(Some(d)) = c_ab.read() {
                     if !release_late {
                         c_ab.release();
@@ -247,7 +254,6 @@ pub fn pingpong_ghost(n: u64, release_late: bool) -> Duration {
                     c_ab.release();
                     break;
                 }
-                std::hint::spin_loop();
             }
         }
     });
@@ -257,6 +263,7 @@ pub fn pingpong_ghost(n: u64, release_late: bool) -> Duration {
         // The previous answer's slots are handed back once this message is out.
         c_ba.release();
         loop {
+            c_ba.spin_until_pending(u32::MAX).unwrap();
             if let Ok(Some(d)) = c_ba.read() {
                 if !release_late {
                     c_ba.release();
@@ -264,7 +271,6 @@ pub fn pingpong_ghost(n: u64, release_late: bool) -> Duration {
                 black_box(d);
                 break;
             }
-            std::hint::spin_loop();
         }
     }
     let e = start.elapsed();

@@ -146,6 +146,25 @@ impl<M: SharedMem> Consumer<M> {
         Ok(self.refresh_head()? != self.read)
     }
 
+    /// Spins until a message (or padding) is pending, polling up to `max_polls + 1` times with
+    /// [`POLL_BACKOFF`](crate::shm::POLL_BACKOFF) spin hints of the backend between polls; `Ok(false)` if
+    /// nothing came. For an agent that spins rather than sleeps (the `std` wake-up helpers sleep instead).
+    pub fn spin_until_pending(&mut self, max_polls: u32) -> Result<bool, ConsumeError> {
+        let mut polls = 0;
+        loop {
+            if self.has_pending()? {
+                return Ok(true);
+            }
+            if polls == max_polls {
+                return Ok(false);
+            }
+            polls += 1;
+            for _ in 0..crate::shm::POLL_BACKOFF {
+                self.mem.spin_hint();
+            }
+        }
+    }
+
     /// The next well-framed non-NOP message at the read cursor (NOPs are stepped over). Does not advance past it.
     fn next_frame(&mut self) -> Result<Option<Frame>, ConsumeError> {
         // Each iteration steps over at least one slot of published NOP padding, so nelems + 1 bounds the loop.

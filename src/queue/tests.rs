@@ -334,3 +334,18 @@ fn drain_lazy_defers_the_tail_store() {
     assert_eq!(tail(&r), 6, "release hands back the rest");
     assert_eq!(seen, [1, 2, 3]);
 }
+
+/// `spin_until_pending` gives up after its polls on an empty ring, reports a pending message at once, and
+/// passes a corrupt head on as an error.
+#[test]
+fn spin_until_pending_polls_bounded() {
+    let r = region(16);
+    let p = Producer::init(&r, 16).unwrap();
+    let mut c = Consumer::attach(&r).unwrap();
+    assert_eq!(c.spin_until_pending(3), Ok(false));
+    p.produce(&tick(1), 1).unwrap();
+    assert_eq!(c.spin_until_pending(0), Ok(true));
+    assert_eq!(c.pop().unwrap().unwrap().seqnum, 1);
+    poke(&r, HEAD, 1000);
+    assert!(matches!(c.spin_until_pending(3), Err(ConsumeError::CorruptHead { .. })));
+}

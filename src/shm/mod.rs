@@ -110,6 +110,14 @@ pub unsafe trait SharedMem {
     }
 }
 
+/// Spin hints between two polls of a word the other side is about to write (a transaction's state, a ring's
+/// `head`), in the crate's spinning waits ([`crate::txn::PendingTxn::wait`],
+/// [`crate::queue::Consumer::spin_until_pending`]). Polling a cache line back to back takes it away from the
+/// writer between its stores, and on SMT siblings takes the core's issue slots from it; a short pause between
+/// polls made the transaction round trip 3–4× and the queue ping-pong 1.4× faster on the benchmark machine
+/// (BENCHMARKS.md). Agents writing their own poll loops should pause likewise.
+pub const POLL_BACKOFF: u32 = 8;
+
 /// Implements [`SharedMem`] for a type by forwarding every call to an inner `SharedMem` (`$s` names `self`).
 macro_rules! forward_shared_mem {
     ([$($gen:tt)*] $ty:ty, $s:ident => $inner:expr) => {

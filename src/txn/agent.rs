@@ -120,13 +120,6 @@ impl<M: SharedMem> CpuData<M> {
 }
 
 /// Reads the outcome after an Acquire load (or CAS) saw the final state `raw` (< 0).
-/// Spin hints between two polls in [`PendingTxn::wait`]. The kernel finishes a transaction with several
-/// stores into its cache line (`commit_time`, `cpu_seqnum`, the final state); an agent polling that line back
-/// to back takes it away between those stores, and each store then has to fetch it again. Pausing between polls
-/// made the commit round trip 3–4× faster on the benchmark machine (BENCHMARKS.md). Agents writing their own
-/// poll loop should pause likewise.
-pub const POLL_BACKOFF: u32 = 8;
-
 fn read_outcome<M: SharedMem>(region: &CpuData<M>, slot: Slot, raw: i32) -> Result<Outcome, Corrupt> {
     let outcome = TxnOutcome::from_raw(raw).ok_or(Corrupt(raw))?;
     // Relaxed: ordered after the caller's Acquire of the final state, which pairs with the kernel's Release
@@ -355,7 +348,8 @@ impl<'t, 'r, M: SharedMem> PendingTxn<'t, 'r, M> {
         self.txn.last_outcome()
     }
 
-    /// Polls up to `max_spins + 1` times, with [`POLL_BACKOFF`] spin hints of the backend in between.
+    /// Polls up to `max_spins + 1` times, with [`POLL_BACKOFF`](crate::shm::POLL_BACKOFF) spin hints of the
+    /// backend in between.
     pub fn wait(&self, max_spins: u32) -> Result<Outcome, WaitError> {
         let mut spins = 0;
         loop {
@@ -363,7 +357,7 @@ impl<'t, 'r, M: SharedMem> PendingTxn<'t, 'r, M> {
                 Ok(Some(o)) => return Ok(o),
                 Ok(None) if spins < max_spins => {
                     spins += 1;
-                    for _ in 0..POLL_BACKOFF {
+                    for _ in 0..crate::shm::POLL_BACKOFF {
                         self.txn.region.mem.spin_hint();
                     }
                 }

@@ -121,9 +121,7 @@ pub mod sim;
 #[cfg(test)]
 mod tests;
 
-pub use agent::{
-    AbortResult, AgentTxn, Busy, Corrupt, OpenTxn, Outcome, OwnError, PendingTxn, WaitError, POLL_BACKOFF,
-};
+pub use agent::{AbortResult, AgentTxn, Busy, Corrupt, OpenTxn, Outcome, OwnError, PendingTxn, WaitError};
 pub use group::{GroupError, GroupFailure, GroupResult};
 pub use kernel::{
     commit_flags_valid, run_flags_valid, validate, ClaimError, ClaimedTxn, CommitPoint, CommitResult, KernelView,
