@@ -251,20 +251,20 @@ impl<M: SharedMem> Consumer<M> {
     /// Reads every pending message into `f`, then releases them all with one store of `tail`. Returns how many
     /// messages were handled. On an error, what was read before it (and an undecodable message itself) is
     /// released, and the error is returned; call again to continue after an `Undecodable`.
-    pub fn drain(&mut self, mut f: impl FnMut(Decoded)) -> Result<usize, ConsumeError> {
-        let mut n = 0;
-        let r = loop {
-            match self.read() {
-                Ok(Some(m)) => {
-                    f(m);
-                    n += 1;
-                }
-                Ok(None) => break Ok(n),
-                Err(e) => break Err(e),
-            }
-        };
+    pub fn drain(&mut self, f: impl FnMut(Decoded)) -> Result<usize, ConsumeError> {
+        let r = self.read_all(f);
         self.release();
         r
+    }
+
+    /// Reads every pending message into `f` without releasing; how many, or the first error.
+    fn read_all(&mut self, mut f: impl FnMut(Decoded)) -> Result<usize, ConsumeError> {
+        let mut n = 0;
+        while let Some(m) = self.read()? {
+            f(m);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Like [`drain`](Consumer::drain), but hands the slots back only once a quarter of the ring (or more) is
@@ -275,18 +275,8 @@ impl<M: SharedMem> Consumer<M> {
     /// to the agent and back for every message. Deferring the store keeps the line with the producer; the
     /// producer still always has at least three quarters of the ring. Call [`release`](Consumer::release)
     /// before blocking for a long time (the `std` wake-up helpers' `wait_for` does).
-    pub fn drain_lazy(&mut self, mut f: impl FnMut(Decoded)) -> Result<usize, ConsumeError> {
-        let mut n = 0;
-        let r = loop {
-            match self.read() {
-                Ok(Some(m)) => {
-                    f(m);
-                    n += 1;
-                }
-                Ok(None) => break Ok(n),
-                Err(e) => break Err(e),
-            }
-        };
+    pub fn drain_lazy(&mut self, f: impl FnMut(Decoded)) -> Result<usize, ConsumeError> {
+        let r = self.read_all(f);
         if r.is_err() || self.read.wrapping_sub(self.tail) >= self.nelems.div_ceil(4) {
             self.release();
         }
