@@ -20,14 +20,16 @@
 #[path = "adversary/common.rs"]
 mod common;
 
+#[path = "shared.rs"]
+mod shared;
+
 use arbitrary::Arbitrary;
 use common::{agent_store32, peek32, take, Ev, Guarded, Spy};
-use ghost_shm::abi::{
-    self, encode_header, Message, PayloadCpuAvailable, PayloadCpuTick, PayloadTaskDead, PayloadTaskNew, MSG_NOP,
-};
+use ghost_shm::abi::{self, encode_header, MSG_NOP};
 use ghost_shm::queue::{Doorbell, ProduceError, Producer};
 use ghost_shm::shm::RawRegion;
 use libfuzzer_sys::fuzz_target;
+use shared::message;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -84,15 +86,6 @@ enum Step {
         off: u32,
     },
     Agent(Agent),
-}
-
-fn message(kind: u8, seq: u32) -> Message {
-    match kind % 4 {
-        0 => Message::CpuAvailable(PayloadCpuAvailable { cpu: seq as i32 }), // 12 B, 2 slots
-        1 => Message::CpuTick(PayloadCpuTick { cpu: seq as i32, is_agent: 1 }), // 16 B, 2 slots
-        2 => Message::TaskDead(PayloadTaskDead { gtid: seq as u64, cpu: 1, _pad: 0 }), // 24 B, 3 slots
-        _ => Message::TaskNew(PayloadTaskNew { gtid: seq as u64, ..Default::default() }), // 56 B, 7 slots
-    }
 }
 
 /// The words the producer must write for a message: header and payload, zero-padded to 4 bytes.

@@ -25,6 +25,9 @@
 #[path = "adversary/common.rs"]
 mod common;
 
+#[path = "shared.rs"]
+mod shared;
+
 use arbitrary::Arbitrary;
 use common::{agent_store32, agent_store64, take, Ev, Guarded, Spy};
 use ghost_shm::abi::{CommitFlags, Gtid, RunFlags, TxnOutcome, TxnState, GHOST_TXN_READY};
@@ -35,6 +38,7 @@ use ghost_shm::txn::{
     STATE_OFFSET, SYNC_GROUP_OWNER_OFFSET, TASK_BARRIER_OFFSET, VERSION_OFFSET,
 };
 use libfuzzer_sys::fuzz_target;
+use shared::{CpuIn, TaskIn};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
@@ -43,29 +47,6 @@ const READY: u32 = GHOST_TXN_READY as u32;
 const GTID_BASE: i64 = 1 << 41;
 const COMMIT_TIME_OFFSET: usize = 32;
 const CPU_SEQNUM_OFFSET: usize = 40;
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-struct CpuIn {
-    online: bool,
-    enclave: Option<u8>,
-    agent: bool,
-    idle: bool,
-    ghost_busy: bool,
-    higher: bool,
-    agent_barrier: u8,
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-struct TaskIn {
-    is_agent: bool,
-    departed: bool,
-    dead: bool,
-    barrier: u8,
-    runnable: bool,
-    enclave: u8,
-    on_cpu: Option<u8>,
-    forced_off: bool,
-}
 
 /// One agent store: `field` selects the word of `cpu`'s transaction.
 #[derive(Arbitrary, Debug, Clone, Copy)]

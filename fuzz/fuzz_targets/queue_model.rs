@@ -3,11 +3,15 @@
 //! places each message where ghOSt would (contiguously at head, or behind a NOP at slot 0, else drop).
 //! Outcomes, delivered messages, head/tail and the overflow count are compared after every step.
 #![no_main]
+#[path = "shared.rs"]
+mod shared;
+
 use arbitrary::Arbitrary;
-use ghost_shm::abi::{self, Message, PayloadCpuAvailable, PayloadCpuTick, PayloadTaskDead, PayloadTaskNew};
+use ghost_shm::abi::{self, Message};
 use ghost_shm::queue::{Consumer, ProduceError, Producer};
 use ghost_shm::shm::{OwnedRegion, SharedMem};
 use libfuzzer_sys::fuzz_target;
+use shared::message;
 use std::collections::VecDeque;
 
 #[derive(Arbitrary, Debug)]
@@ -18,15 +22,6 @@ enum Op {
     ReadOnly,
     Release,
     Drain,
-}
-
-fn message(kind: u8, seq: u32) -> Message {
-    match kind % 4 {
-        0 => Message::CpuAvailable(PayloadCpuAvailable { cpu: seq as i32 }), // 12 B, 2 slots
-        1 => Message::CpuTick(PayloadCpuTick { cpu: seq as i32, is_agent: 1 }), // 16 B, 2 slots
-        2 => Message::TaskDead(PayloadTaskDead { gtid: seq as u64, cpu: 1, _pad: 0 }), // 24 B, 3 slots
-        _ => Message::TaskNew(PayloadTaskNew { gtid: seq as u64, ..Default::default() }), // 56 B, 7 slots
-    }
 }
 
 struct Model {
@@ -85,7 +80,8 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
             let (msg, _, pos, slots) = m.queue.pop_front().unwrap();
             let need = msg.wire_len().div_ceil(8);
             let first = pos as usize % m.n;
-            let range = if slots as usize > need { (0..need).chain(first..m.n) } else { (first..first + need).chain(0..0) };
+            let range =
+                if slots as usize > need { (0..need).chain(first..m.n) } else { (first..first + need).chain(0..0) };
             for i in range {
                 m.occupied[i] = false;
             }
@@ -139,8 +135,9 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
             }
         }
         // SAFETY: 64 and 68 are the ring's head and tail words, in bounds and aligned.
-        let (head, tail) =
-            unsafe { (r.load_u32(64, std::sync::atomic::Ordering::Relaxed), r.load_u32(68, std::sync::atomic::Ordering::Relaxed)) };
+        let (head, tail) = unsafe {
+            (r.load_u32(64, std::sync::atomic::Ordering::Relaxed), r.load_u32(68, std::sync::atomic::Ordering::Relaxed))
+        };
         assert_eq!((head, tail), (m.head, m.tail));
         assert_eq!(c.overflow(), m.overflow);
         assert_eq!(p.overflow_count(), m.overflow);

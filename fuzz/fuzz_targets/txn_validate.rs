@@ -3,39 +3,20 @@
 //! the crate. While the kernel validates, a hostile agent overwrites the transaction at every kernel callback:
 //! the result must still be the reference's on the bytes as they were at the claim (read once).
 #![no_main]
+#[path = "shared.rs"]
+mod shared;
+
 use arbitrary::Arbitrary;
 use ghost_shm::abi::{GhostTxn, Gtid, TxnOutcome, TxnState};
 use ghost_shm::shm::OwnedRegion;
 use ghost_shm::txn::sim::SimView;
 use ghost_shm::txn::{validate, ClaimError, CommitPoint, CpuData, KernelView, TaskInfo, TxnSnapshot};
 use libfuzzer_sys::fuzz_target;
+use shared::{CpuIn, TaskIn};
 use std::cell::RefCell;
 
 const NCPUS: u32 = 4;
 const READY: i32 = i32::MAX;
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-struct CpuIn {
-    online: bool,
-    enclave: Option<u8>,
-    agent: bool,
-    idle: bool,
-    ghost_busy: bool,
-    higher: bool,
-    agent_barrier: u8,
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-struct TaskIn {
-    is_agent: bool,
-    departed: bool,
-    dead: bool,
-    barrier: u8,
-    runnable: bool,
-    enclave: u8,
-    on_cpu: Option<u8>,
-    forced_off: bool,
-}
 
 #[derive(Arbitrary, Debug)]
 struct Input {
