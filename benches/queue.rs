@@ -128,8 +128,10 @@ fn same_thread(c: &mut Criterion) {
 fn pingpong(c: &mut Criterion) {
     let mut g = c.benchmark_group("pingpong");
     g.bench_function("raw_cacheline", |b| b.iter_custom(impls::pingpong_raw));
-    g.bench_function("ghost", |b| b.iter_custom(|n| impls::pingpong_ghost(n, true)));
-    g.bench_function("ghost_pop", |b| b.iter_custom(|n| impls::pingpong_ghost(n, false)));
+    g.bench_function("abi_layout_floor", |b| b.iter_custom(impls::pingpong_layout_floor));
+    g.bench_function("ghost", |b| b.iter_custom(|n| impls::pingpong_ghost(n, impls::GHOST_SLOTS, true)));
+    g.bench_function("ghost_pop", |b| b.iter_custom(|n| impls::pingpong_ghost(n, impls::GHOST_SLOTS, false)));
+    g.bench_function("ghost_head_line", |b| b.iter_custom(|n| impls::pingpong_ghost(n, 8, false)));
     g.finish();
 }
 

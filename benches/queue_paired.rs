@@ -7,7 +7,8 @@
 //! from second to second and moves absolute two-thread times by up to 10×, so ratios of benches measured a
 //! minute apart can mean nothing. A pair measured within milliseconds of each other sees the same placement.
 //!
-//! `cargo bench --bench queue_paired` (`ROUNDS`, default 31; `MSGS`, default 200000 per run).
+//! `cargo bench --bench queue_paired` (`ROUNDS`, default 31; `MSGS`, default 200000 per run; `ONLY`, a substring:
+//! run only the comparisons whose name contains it, e.g. `ONLY=ping-pong`).
 
 use std::time::Duration;
 
@@ -67,22 +68,35 @@ fn main() {
             peer: impls::crossbeam_array,
         },
         Pair {
-            name: "ping-pong one-way latency (release after answering) vs raw cache line",
+            name: "ping-pong one-way latency vs raw cache line",
             goal: "≤ 1.3 (latency)",
-            ghost: |n| impls::pingpong_ghost(n, true),
+            ghost: |n| impls::pingpong_ghost(n, impls::GHOST_SLOTS, true),
             peer: impls::pingpong_raw,
         },
         Pair {
-            name: "ping-pong one-way latency (release before answering) vs raw cache line",
+            name: "ping-pong one-way latency vs unchecked ring of the same ABI layout",
             goal: "",
-            ghost: |n| impls::pingpong_ghost(n, false),
+            ghost: |n| impls::pingpong_ghost(n, impls::GHOST_SLOTS, true),
+            peer: impls::pingpong_layout_floor,
+        },
+        Pair {
+            name: "ping-pong (both sides unchecked ABI-layout ring) vs raw cache line",
+            goal: "",
+            ghost: impls::pingpong_layout_floor,
+            peer: impls::pingpong_raw,
+        },
+        Pair {
+            name: "ping-pong one-way latency, message in head's cache line (8-slot rings) vs raw cache line",
+            goal: "",
+            ghost: |n| impls::pingpong_ghost(n, 8, false),
             peer: impls::pingpong_raw,
         },
     ];
     println!("{rounds} paired rounds of {msgs} messages (ping-pong: {} round trips) per side", msgs / 10);
-    println!("| comparison | ghost-shm ns/msg (median) | peer ns/msg (median) | ratio median [min, max] | goal |");
+    println!("| comparison | left ns/msg (median) | right ns/msg (median) | ratio median [min, max] | goal |");
     println!("|---|---:|---:|---|---|");
-    for p in &pairs {
+    let only = std::env::var("ONLY").unwrap_or_default();
+    for p in pairs.iter().filter(|p| p.name.contains(only.as_str())) {
         let n = if p.name.starts_with("ping-pong") { msgs / 10 } else { msgs };
         // Warm-up: page in the queues and spin up both threads once.
         (p.ghost)(n / 10 + 1);
@@ -117,5 +131,5 @@ fn main() {
             p.goal
         );
     }
-    println!("(throughput rows: peer time / ghost-shm time, > 1 means ghost-shm is faster; ping-pong rows: ghost-shm latency / raw latency)");
+    println!("(throughput rows: right time / left time, > 1 means the left (ghost-shm) is faster; ping-pong rows: left latency / right latency)");
 }

@@ -42,8 +42,13 @@ pub fn two_threads(producer: impl FnOnce(), consumer: impl FnOnce() + Send + 'st
 
 /// A fresh queue on the heap: the kernel's producer and the agent's consumer.
 pub fn ghost_pair() -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<OwnedRegion>>) {
-    let r = Arc::new(OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)));
-    let p = Producer::init(r.clone(), GHOST_SLOTS).unwrap();
+    ghost_pair_of(GHOST_SLOTS)
+}
+
+/// A fresh queue of `slots` slots.
+pub fn ghost_pair_of(slots: u32) -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<OwnedRegion>>) {
+    let r = Arc::new(OwnedRegion::new(abi::queue_mapsize(slots)));
+    let p = Producer::init(r.clone(), slots).unwrap();
     let c = Consumer::attach(r).unwrap();
     (p, c)
 }
@@ -235,13 +240,14 @@ pub fn pingpong_raw(n: u64) -> Duration {
     e / 2
 }
 
-/// Round trips between two threads over two ghost queues; one-way time. `release_late`: an agent's order of
-/// work (read the message, act on it, here: answer, then hand the slots back), which takes the tail store off
-/// the critical path; otherwise `read` + `release` before answering. Each side waits with
+/// Round trips between two threads over two ghost queues of `slots` slots; one-way time. `release_late`: an
+/// agent's order of work (read the message, act on it, here: answer, then hand the slots back), which takes the
+/// tail store off the critical path (the rings must hold two messages); otherwise `read` + `release` before
+/// answering (one message suffices: with 8 slots every 48-byte message lands in slot 0, in `head`'s line). Each side waits with
 /// `Consumer::spin_until_pending` (pauses between polls, like the raw ping-pong's).
-pub fn pingpong_ghost(n: u64, release_late: bool) -> Duration {
-    let (mut p_ab, mut c_ab) = ghost_pair();
-    let (mut p_ba, mut c_ba) = ghost_pair();
+pub fn pingpong_ghost(n: u64, slots: u32, release_late: bool) -> Duration {
+    let (mut p_ab, mut c_ab) = ghost_pair_of(slots);
+    let (mut p_ba, mut c_ba) = ghost_pair_of(slots);
     let t = std::thread::spawn(move || {
         for _ in 0..n {
             loop {
@@ -272,6 +278,107 @@ pub fn pingpong_ghost(n: u64, release_late: bool) -> Duration {
                 break;
             }
         }
+    }
+    let e = start.elapsed();
+    t.join().unwrap();
+    e / 2
+}
+
+/// One direction of [`pingpong_layout_floor`]: the ABI 91 ring layout (head at 64, tail at 68, 8-byte slots
+/// from 76) written and read with no validation, no decoding and no overflow accounting: the least any
+/// implementation of the wire format does per message.
+struct FloorRing {
+    mem: ghost_shm::shm::RawRegion,
+    mask: u32,
+    pos: u32,
+}
+
+const FLOOR_SLOTS: u32 = 6;
+
+impl FloorRing {
+    /// Byte offset of the slot at free-running position `p`.
+    fn slot(&self, p: u32) -> usize {
+        abi::QUEUE_SLOTS_OFFSET + 8 * (p & self.mask) as usize
+    }
+
+    /// Writes a 48-byte message (a NOP first where it would cross the end of the array), then publishes head.
+    fn send(&mut self, words: &[u32; 12]) {
+        use ghost_shm::shm::SharedMem;
+        let ahead = self.mask + 1 - (self.pos & self.mask);
+        // SAFETY: every offset is a 4-aligned slot word inside the region (slot < nelems), or head (64).
+        unsafe {
+            if ahead < FLOOR_SLOTS {
+                let nop = abi::encode_header(abi::MSG_NOP, (ahead * 8) as u16, 0);
+                self.mem.write_data(self.slot(self.pos), u32::from_ne_bytes([nop[0], nop[1], nop[2], nop[3]]));
+                self.pos = self.pos.wrapping_add(ahead);
+            }
+            let base = self.slot(self.pos);
+            for (i, w) in words.iter().enumerate() {
+                self.mem.write_data(base + 4 * i, *w);
+            }
+            self.pos = self.pos.wrapping_add(FLOOR_SLOTS);
+            self.mem.store_u32(64, self.pos, Ordering::Release);
+        }
+    }
+
+    /// Waits (pausing between polls) for head to move, reads the next message's 12 words (after stepping over
+    /// the NOP the writer put where a message would cross the end), and returns them.
+    fn recv(&mut self) -> [u32; 12] {
+        use ghost_shm::shm::SharedMem;
+        // SAFETY: as in `send`.
+        unsafe {
+            while self.mem.load_u32(64, Ordering::Acquire) == self.pos {
+                for _ in 0..POLL_BACKOFF {
+                    std::hint::spin_loop();
+                }
+            }
+            // Every message is 6 slots, so the reader knows where the writer put a NOP without reading it.
+            let ahead = self.mask + 1 - (self.pos & self.mask);
+            if ahead < FLOOR_SLOTS {
+                self.pos = self.pos.wrapping_add(ahead);
+            }
+            let base = self.slot(self.pos);
+            let mut out = [0u32; 12];
+            for (i, w) in out.iter_mut().enumerate() {
+                *w = self.mem.read_data(base + 4 * i);
+            }
+            self.pos = self.pos.wrapping_add(FLOOR_SLOTS);
+            out
+        }
+    }
+
+    /// Hands everything read back (tail store).
+    fn release(&self) {
+        use ghost_shm::shm::SharedMem;
+        // SAFETY: tail (68) is in bounds and 4-aligned.
+        unsafe { self.mem.store_u32(68, self.pos, Ordering::Release) };
+    }
+}
+
+/// The floor for [`pingpong_ghost`]: the same exchange (48-byte messages through two `GHOST_SLOTS` rings in the
+/// ABI layout, answer then release) with [`FloorRing`]'s unchecked code. Its ratio to [`pingpong_raw`] is
+/// what the ring layout itself costs: the message lives in other cache lines than `head`, so a hop moves the
+/// `head` line and then the message's lines.
+pub fn pingpong_layout_floor(n: u64) -> Duration {
+    // Both regions outlive both threads: the spawned one is joined before they drop.
+    let (ab, ba) =
+        (OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)), OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)));
+    let ring = |r: &OwnedRegion| FloorRing { mem: r.raw(), mask: GHOST_SLOTS - 1, pos: 0 };
+    let (mut tx_ab, mut rx_ab, mut tx_ba, mut rx_ba) = (ring(&ab), ring(&ab), ring(&ba), ring(&ba));
+    let t = std::thread::spawn(move || {
+        for _ in 0..n {
+            let m = rx_ab.recv();
+            tx_ba.send(&m);
+            rx_ab.release();
+        }
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        let mut m = [0u32; 12];
+        m[2] = i as u32;
+        tx_ab.send(&m);
+        rx_ba.release();
+        black_box(rx_ba.recv());
     }
     let e = start.elapsed();
     t.join().unwrap();
