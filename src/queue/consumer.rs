@@ -200,14 +200,32 @@ impl<M: SharedMem> Consumer<M> {
     #[inline]
     fn decode_frame(&self, f: &Frame) -> Result<Decoded, ConsumeError> {
         let base = slot_off(f.idx) + MSG_HEADER_LEN;
-        // One copy, straight from the ring's words into the payload struct.
+        // One copy, straight from the ring's words into the payload struct. The payload starts at 4 mod 8
+        // (slots start at byte 76): its first word alone, then 8-aligned word pairs, then a last word.
         let message = Message::build_checked(f.ty, f.length, |out| {
-            for (i, dst) in out.chunks_exact_mut(4).enumerate() {
-                // SAFETY: next_frame checked idx + ceil(length/8) <= nelems, and build_checked only calls us once
-                // length == 8 + out.len(), so every word read lies in the message's slots, in bounds
-                // (validated at attach) and 4-aligned.
-                let w = unsafe { self.mem.read_data(base + 4 * i) };
-                dst.copy_from_slice(&w.to_ne_bytes());
+            let Some((first, rest)) = out.split_first_chunk_mut::<4>() else { return };
+            // SAFETY: next_frame checked idx + ceil(length/8) <= nelems, and build_checked only calls us once
+            // length == 8 + out.len(), so every word read (base .. base + out.len() rounded up to 4) lies in the
+            // message's slots, in bounds (validated at attach); base is 4-aligned and base + 4 is 8-aligned, so
+            // every pair offset below is 8-aligned.
+            unsafe {
+                *first = self.mem.read_data(base).to_ne_bytes();
+                let mut off = base + 4;
+                let mut pairs = rest.chunks_exact_mut(8);
+                for dst in &mut pairs {
+                    let [a, b] = self.mem.read_data_pair(off);
+                    dst[..4].copy_from_slice(&a.to_ne_bytes());
+                    dst[4..].copy_from_slice(&b.to_ne_bytes());
+                    off += 8;
+                }
+                let tail = pairs.into_remainder();
+                if !tail.is_empty() {
+                    let [a, b] =
+                        if tail.len() > 4 { self.mem.read_data_pair(off) } else { [self.mem.read_data(off), 0] };
+                    let (a, b) = (a.to_ne_bytes(), b.to_ne_bytes());
+                    let w = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
+                    tail.copy_from_slice(&w[..tail.len()]);
+                }
             }
         })
         .map_err(|error| ConsumeError::Undecodable { seqnum: f.seqnum, error })?;

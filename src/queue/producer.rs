@@ -237,22 +237,34 @@ impl<M: SharedMem> Ring<'_, M> {
         // INVARIANT: idx + need <= nelems (either ahead >= need from idx, or idx == 0 and behind >= need).
         let base = slot_off(idx);
         let h = encode_header(ty, len as u16, seqnum);
+        // The header's first word sits at 4 mod 8 (slots start at byte 76), so the words after it (seqnum,
+        // then the payload) go out as 8-aligned pairs: `carry` is the word waiting for its pair's second half.
         // SAFETY: by the invariant above, base .. base + 8·need is inside the slot array, hence inside the
-        // region (check_geometry); every offset below is base + a multiple of 4 < base + 8·need.
+        // region (check_geometry). base is 4 mod 8, so every `off` below is 8-aligned (pairs) and 4-aligned;
+        // the last word written ends at base + 8 + (payload length rounded up to 4) <= base + 8·need.
         unsafe {
             self.mem.write_data(base, u32::from_ne_bytes([h[0], h[1], h[2], h[3]]));
-            self.mem.write_data(base.wrapping_add(4), u32::from_ne_bytes([h[4], h[5], h[6], h[7]]));
-            let mut off = base.wrapping_add(MSG_HEADER_LEN);
-            let mut chunks = payload.chunks_exact(4);
+            let mut off = base.wrapping_add(4);
+            let mut carry = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+            let mut chunks = payload.chunks_exact(8);
             for c in &mut chunks {
-                self.mem.write_data(off, u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
-                off = off.wrapping_add(4);
+                let a = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+                self.mem.write_data_pair(off, [carry, a]);
+                carry = u32::from_ne_bytes([c[4], c[5], c[6], c[7]]);
+                off = off.wrapping_add(8);
             }
+            // 0..=7 bytes left: zero-padded to whole words.
             let r = chunks.remainder();
-            if !r.is_empty() {
-                let mut w = [0u8; 4];
-                w[..r.len()].copy_from_slice(r);
-                self.mem.write_data(off, u32::from_ne_bytes(w));
+            let mut w = [0u8; 8];
+            w[..r.len()].copy_from_slice(r);
+            let (a, b) = (u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), u32::from_ne_bytes([w[4], w[5], w[6], w[7]]));
+            if r.is_empty() {
+                self.mem.write_data(off, carry);
+            } else {
+                self.mem.write_data_pair(off, [carry, a]);
+                if r.len() > 4 {
+                    self.mem.write_data(off.wrapping_add(8), b);
+                }
             }
         }
         s.head = s.head.wrapping_add(need);

@@ -12,8 +12,9 @@
 //!   payload write (i.e. a missing Release/Acquire pair).
 //!
 //! Offsets are byte offsets from the start of the region. Data words are 4-byte units (ghOSt ring slots are
-//! only 4-byte aligned) that the protocol orders through a Release/Acquire pair on a control word; a data word
-//! and a control word never overlap.
+//! only 4-byte aligned) that the protocol orders through a Release/Acquire pair on a control word; two data
+//! words at an 8-aligned offset may move together ([`SharedMem::read_data_pair`]); a data word and a control
+//! word never overlap.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -98,6 +99,34 @@ pub unsafe trait SharedMem {
     /// # Safety
     /// As for [`load_u32`](SharedMem::load_u32).
     unsafe fn write_data(&self, off: usize, val: u32);
+
+    /// Reads the data words at `off` and `off + 4`, in that order of the returned array. Each word is read as
+    /// by [`read_data`](SharedMem::read_data); a backend may read both with one 8-byte access (the default
+    /// makes two [`read_data`](SharedMem::read_data) calls). Slot arrays that are only 4-aligned use this for
+    /// their 8-aligned word pairs, halving the accesses of a message copy.
+    ///
+    /// # Safety
+    /// As for [`load_u64`](SharedMem::load_u64): `off` is a multiple of 8 and `off + 8 <= self.len()`.
+    #[inline(always)]
+    unsafe fn read_data_pair(&self, off: usize) -> [u32; 2] {
+        // SAFETY: off is 8-aligned (so 4-aligned) and off + 8 <= len, so both words are in bounds (our contract).
+        unsafe { [self.read_data(off), self.read_data(off + 4)] }
+    }
+
+    /// Writes `val[0]` to the data word at `off` and `val[1]` to the one at `off + 4`, as by
+    /// [`write_data`](SharedMem::write_data); a backend may write both with one 8-byte access (the default makes
+    /// two [`write_data`](SharedMem::write_data) calls).
+    ///
+    /// # Safety
+    /// As for [`read_data_pair`](SharedMem::read_data_pair).
+    #[inline(always)]
+    unsafe fn write_data_pair(&self, off: usize, val: [u32; 2]) {
+        // SAFETY: as in read_data_pair.
+        unsafe {
+            self.write_data(off, val[0]);
+            self.write_data(off + 4, val[1]);
+        }
+    }
 
     /// A memory fence of the backend's memory model.
     fn fence(&self, order: Ordering) {
@@ -185,6 +214,18 @@ macro_rules! forward_shared_mem {
                 unsafe { $inner.write_data(off, val) }
             }
             #[inline(always)]
+            unsafe fn read_data_pair(&self, off: usize) -> [u32; 2] {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.read_data_pair(off) }
+            }
+            #[inline(always)]
+            unsafe fn write_data_pair(&self, off: usize, val: [u32; 2]) {
+                let $s = self;
+                // SAFETY: same contract, forwarded.
+                unsafe { $inner.write_data_pair(off, val) }
+            }
+            #[inline(always)]
             fn fence(&self, order: core::sync::atomic::Ordering) {
                 let $s = self;
                 $inner.fence(order)
@@ -197,6 +238,8 @@ macro_rules! forward_shared_mem {
         }
     };
 }
+// Other modules' use (`OwnedRegion`) exists only with `std` or in tests.
+#[cfg(any(feature = "std", test))]
 pub(crate) use forward_shared_mem;
 
 forward_shared_mem!([T: SharedMem + ?Sized] &T, s => (**s));
@@ -326,5 +369,24 @@ unsafe impl SharedMem for RawRegion {
     #[inline(always)]
     unsafe fn write_data(&self, off: usize, val: u32) {
         self.a32(off).store(val, Ordering::Relaxed)
+    }
+    // Mixed-size atomics: a slot word is sometimes written as half of a pair and later read alone (or the
+    // other way round), always ordered by the protocol's Release/Acquire pairs, never racing, which Rust's
+    // memory model allows (only a racing write must match the other access's size). Miri's weak-memory
+    // emulation cannot represent overlapping atomics of different sizes at all (it aborts), so under Miri these
+    // two fall back to the trait's default, two 4-byte accesses: the same protocol at word width.
+    #[cfg(not(miri))]
+    #[inline(always)]
+    unsafe fn read_data_pair(&self, off: usize) -> [u32; 2] {
+        // One Relaxed 8-byte load (a plain `mov`); its native-endian bytes are the word at `off`, then the one
+        // at `off + 4`.
+        let b = self.a64(off).load(Ordering::Relaxed).to_ne_bytes();
+        [u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), u32::from_ne_bytes([b[4], b[5], b[6], b[7]])]
+    }
+    #[cfg(not(miri))]
+    #[inline(always)]
+    unsafe fn write_data_pair(&self, off: usize, val: [u32; 2]) {
+        let (a, b) = (val[0].to_ne_bytes(), val[1].to_ne_bytes());
+        self.a64(off).store(u64::from_ne_bytes([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]), Ordering::Relaxed)
     }
 }
