@@ -57,6 +57,8 @@ struct Frame {
     ty: u16,
     length: u16,
     seqnum: u32,
+    /// The payload's first word, read together with `seqnum` (zero for a payload shorter than 4 bytes).
+    first: u32,
 }
 
 /// The agent side of one queue.
@@ -186,9 +188,18 @@ impl<M: SharedMem> Consumer<M> {
                 self.read = self.read.wrapping_add(slots);
                 continue;
             }
-            // SAFETY: idx < nelems; the header's second word is inside the same slot.
-            let seqnum = unsafe { self.mem.read_data(slot_off(idx) + 4) };
-            return Ok(Some(Frame { idx, ty, length, seqnum }));
+            // The producer stored the seqnum and the payload's first word as one 8-aligned pair (slots start at
+            // 4 mod 8); loading them the same way lets a load on the producing CPU forward from that store.
+            // SAFETY: idx < nelems; slot_off(idx) + 4 is 8-aligned and the pair ends at slot_off(idx) + 12,
+            // inside the message (length >= 12) and so inside its checked slots; else one word of the header.
+            let [seqnum, first] = unsafe {
+                if length as usize >= MSG_HEADER_LEN + 4 {
+                    self.mem.read_data_pair(slot_off(idx) + 4)
+                } else {
+                    [self.mem.read_data(slot_off(idx) + 4), 0]
+                }
+            };
+            return Ok(Some(Frame { idx, ty, length, seqnum, first }));
         }
         Ok(None)
     }
@@ -201,7 +212,8 @@ impl<M: SharedMem> Consumer<M> {
     fn decode_frame(&self, f: &Frame) -> Result<Decoded, ConsumeError> {
         let base = slot_off(f.idx) + MSG_HEADER_LEN;
         // One copy, straight from the ring's words into the payload struct. The payload starts at 4 mod 8
-        // (slots start at byte 76): its first word alone, then 8-aligned word pairs, then a last word.
+        // (slots start at byte 76): its first word came with the seqnum (next_frame), then come 8-aligned word
+        // pairs and a last word, exactly the producer's stores.
         let message = Message::build_checked(f.ty, f.length, |out| {
             let Some((first, rest)) = out.split_first_chunk_mut::<4>() else { return };
             // SAFETY: next_frame checked idx + ceil(length/8) <= nelems, and build_checked only calls us once
@@ -209,7 +221,7 @@ impl<M: SharedMem> Consumer<M> {
             // message's slots, in bounds (validated at attach); base is 4-aligned and base + 4 is 8-aligned, so
             // every pair offset below is 8-aligned.
             unsafe {
-                *first = self.mem.read_data(base).to_ne_bytes();
+                *first = f.first.to_ne_bytes();
                 let mut off = base + 4;
                 let mut pairs = rest.chunks_exact_mut(8);
                 for dst in &mut pairs {
