@@ -55,6 +55,24 @@ fn main() {
             peer: impls::heapless,
         },
         Pair {
+            name: "spsc batches of 16: word-pair copies vs one word per access",
+            goal: "",
+            ghost: impls::ghost_batch16,
+            peer: |n| {
+                let (p, c) = impls::ghost_pair_word_at_a_time();
+                impls::ghost_batch16_in(p, c, n)
+            },
+        },
+        Pair {
+            name: "spsc one at a time (agent drains): word-pair copies vs one word per access",
+            goal: "",
+            ghost: |n| impls::ghost_one(n, true),
+            peer: |n| {
+                let (p, c) = impls::ghost_pair_word_at_a_time();
+                impls::ghost_one_in(p, c, n, true)
+            },
+        },
+        Pair {
             name: "spsc one at a time (agent drains) vs rtrb",
             goal: "",
             ghost: |n| impls::ghost_one(n, true),

@@ -6,7 +6,7 @@
 
 use ghost_shm::abi::{self, Message, PayloadTaskYield};
 use ghost_shm::queue::{Consumer, Producer};
-use ghost_shm::shm::{OwnedRegion, POLL_BACKOFF};
+use ghost_shm::shm::{OwnedRegion, SharedMem, POLL_BACKOFF};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,11 +53,79 @@ pub fn ghost_pair_of(slots: u32) -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<Ow
     (p, c)
 }
 
+/// The production backend with its 8-byte word-pair accesses turned off: every data word moves on its own
+/// (the `SharedMem` default pair methods), as before word pairs existed. Measures what the pairs buy.
+#[derive(Clone)]
+pub struct WordAtATime(pub Arc<OwnedRegion>);
+
+// SAFETY: every call is forwarded unchanged to the `OwnedRegion`, which upholds the contract; the pair methods
+// are the trait's defaults, built on the forwarded word accesses.
+unsafe impl SharedMem for WordAtATime {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.load_u32(off, order) }
+    }
+    unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.store_u32(off, val, order) }
+    }
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        cur: u32,
+        new: u32,
+        ok: Ordering,
+        err: Ordering,
+    ) -> Result<u32, u32> {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.compare_exchange_u32(off, cur, new, ok, err) }
+    }
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.fetch_add_u32(off, val, order) }
+    }
+    unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.load_u64(off, order) }
+    }
+    unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.store_u64(off, val, order) }
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.read_data(off) }
+    }
+    unsafe fn write_data(&self, off: usize, val: u32) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.write_data(off, val) }
+    }
+}
+
+/// A fresh `GHOST_SLOTS` queue whose backend moves one word per access.
+pub fn ghost_pair_word_at_a_time() -> (Producer<WordAtATime>, Consumer<WordAtATime>) {
+    let r = WordAtATime(Arc::new(OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS))));
+    (Producer::init(r.clone(), GHOST_SLOTS).unwrap(), Consumer::attach(r).unwrap())
+}
+
 /// ghost-shm, the producer publishing every message on its own (one head store each). `drain`: the consumer,
 /// like an agent's loop, handles whatever is pending with `drain_lazy` (one tail store per quarter ring);
 /// otherwise it pops one message at a time (a tail store per message, as the peers' pops do).
 pub fn ghost_one(n: u64, drain: bool) -> Duration {
-    let (mut p, mut cons) = ghost_pair();
+    let (p, cons) = ghost_pair();
+    ghost_one_in(p, cons, n, drain)
+}
+
+/// [`ghost_one`] on a given queue (any backend).
+pub fn ghost_one_in<M: SharedMem + Send + 'static>(
+    mut p: Producer<M>,
+    mut cons: Consumer<M>,
+    n: u64,
+    drain: bool,
+) -> Duration {
     two_threads(
         || {
             for i in 0..n {
@@ -92,7 +160,12 @@ pub fn ghost_one(n: u64, drain: bool) -> Duration {
 
 /// ghost-shm, batches of 16 messages published with one head store; the consumer drains.
 pub fn ghost_batch16(n: u64) -> Duration {
-    let (mut p, mut cons) = ghost_pair();
+    let (p, cons) = ghost_pair();
+    ghost_batch16_in(p, cons, n)
+}
+
+/// [`ghost_batch16`] on a given queue (any backend).
+pub fn ghost_batch16_in<M: SharedMem + Send + 'static>(mut p: Producer<M>, mut cons: Consumer<M>, n: u64) -> Duration {
     two_threads(
         || {
             let mut i = 0;
