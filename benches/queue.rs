@@ -157,7 +157,13 @@ fn mpsc(c: &mut Criterion) {
                         std::thread::spawn(move || {
                             for i in 0..per {
                                 let m = msg(i);
-                                while p.produce(&m, t as u32).is_err() {
+                                loop {
+                                    let mut b = p.batch();
+                                    if b.has_room(m.payload_bytes().len()).unwrap() {
+                                        b.push(&m, t as u32).unwrap();
+                                        break;
+                                    }
+                                    drop(b);
                                     std::hint::spin_loop();
                                 }
                             }

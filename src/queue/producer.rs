@@ -190,6 +190,30 @@ impl<M: SharedMem> Ring<'_, M> {
         unsafe { self.mem.store_u32(OVERFLOW, s.overflow, Ordering::Release) };
     }
 
+    /// The free space `(ahead, behind)` if `need` slots fit, `None` if they do not; counts nothing. The cached
+    /// tail answers when it can; otherwise the agent-written tail is read exactly once and validated.
+    #[inline]
+    fn room_for(&self, s: &mut State, need: u32) -> Result<Option<(u32, u32)>, ProduceError> {
+        // The cached tail was validated when read and only our head moved since, so this cannot fail.
+        let (ahead, behind) = self.space(s.head, s.cached_tail).unwrap_or((0, 0));
+        if ahead >= need || behind >= need {
+            return Ok(Some((ahead, behind)));
+        }
+        // Acquire pairs with the consumer's Release store of tail: its reads of the slots we are about to reuse
+        // happen before our writes.
+        // SAFETY: TAIL (68) is in bounds (check_geometry) and 4-aligned.
+        let tail = unsafe { self.mem.load_u32(TAIL, Ordering::Acquire) };
+        // A tail beyond the published head releases messages the agent cannot have seen (e.g. earlier,
+        // unpublished messages of this batch): as corrupt as one too far behind.
+        match self.space(s.head, tail).filter(|_| s.published.wrapping_sub(tail) <= self.nelems) {
+            Some((ahead, behind)) => {
+                s.cached_tail = tail;
+                Ok((ahead >= need || behind >= need).then_some((ahead, behind)))
+            }
+            None => Err(ProduceError::CorruptTail { head: s.head, tail }),
+        }
+    }
+
     /// Writes one message at `s.head` (not yet published). The algorithm of §3.3, steps 1 and 3–6.
     #[inline]
     fn write(&self, s: &mut State, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
@@ -199,30 +223,17 @@ impl<M: SharedMem> Ring<'_, M> {
             return Err(ProduceError::TooLong(len));
         }
         let need = len.div_ceil(SLOT) as u32;
-        // The cached tail was validated when read and only our head moved since, so this cannot fail.
-        let (mut ahead, mut behind) = self.space(s.head, s.cached_tail).unwrap_or((0, 0));
-        if ahead < need && behind < need {
-            // Read the agent-written tail exactly once for this operation. Acquire pairs with the consumer's
-            // Release store of tail: its reads of the slots we are about to reuse happen before our writes.
-            // SAFETY: TAIL (68) is in bounds (check_geometry) and 4-aligned.
-            let tail = unsafe { self.mem.load_u32(TAIL, Ordering::Acquire) };
-            // A tail beyond the published head releases messages the agent cannot have seen (e.g. earlier,
-            // unpublished messages of this batch): as corrupt as one too far behind.
-            match self.space(s.head, tail).filter(|_| s.published.wrapping_sub(tail) <= self.nelems) {
-                Some(sp) => {
-                    s.cached_tail = tail;
-                    (ahead, behind) = sp;
-                }
-                None => {
-                    self.count_overflow(s);
-                    return Err(ProduceError::CorruptTail { head: s.head, tail });
-                }
-            }
-            if ahead < need && behind < need {
+        let (ahead, _) = match self.room_for(s, need) {
+            Ok(Some(sp)) => sp,
+            Ok(None) => {
                 self.count_overflow(s);
                 return Err(ProduceError::Full);
             }
-        }
+            Err(e) => {
+                self.count_overflow(s);
+                return Err(e);
+            }
+        };
         if ahead < need {
             // Wrap: a NOP covers the gap to the end of the array (seqnum left stale, as the kernel does).
             // ahead < need <= 8192, so ahead * 8 fits the u16 length.
@@ -308,6 +319,30 @@ impl<M: SharedMem, N: Notify> Batch<'_, M, N> {
     /// Like [`push`](Batch::push) for a raw type and payload.
     pub fn push_raw(&mut self, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
         self.ring.write(self.state.get(), ty, seqnum, payload)
+    }
+
+    /// Whether a message with `payload_len` payload bytes would fit now, without producing anything and without
+    /// counting an overflow (re-reads the agent's `tail`, once, only if the cached one says the ring is full).
+    /// For producers that may wait for room (simulations, tests, benchmarks); the kernel's produce never waits,
+    /// it drops the message and counts the overflow.
+    ///
+    /// ```
+    /// # use ghost_shm::{abi::{self, Message, PayloadCpuTick}, queue::Producer, shm::OwnedRegion};
+    /// let mut p = Producer::init(OwnedRegion::new(abi::queue_mapsize(2)), 2).unwrap();
+    /// let tick = Message::CpuTick(PayloadCpuTick { cpu: 1, is_agent: 0 });
+    /// let mut b = p.batch_mut();
+    /// assert_eq!(b.has_room(tick.payload_bytes().len()), Ok(true));
+    /// b.push(&tick, 1).unwrap();
+    /// assert_eq!(b.has_room(tick.payload_bytes().len()), Ok(false)); // both slots used, nothing released
+    /// drop(b);
+    /// assert_eq!(p.overflow_count(), 0);
+    /// ```
+    pub fn has_room(&mut self, payload_len: usize) -> Result<bool, ProduceError> {
+        let len = payload_len.saturating_add(MSG_HEADER_LEN);
+        if len > u16::MAX as usize {
+            return Err(ProduceError::TooLong(len));
+        }
+        Ok(self.ring.room_for(self.state.get(), len.div_ceil(SLOT) as u32)?.is_some())
     }
 
     /// Slots written by this batch so far (NOP padding included).

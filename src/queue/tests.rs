@@ -418,3 +418,31 @@ fn data_pairs_are_two_words() {
     }
     assert_eq!(&r.to_bytes()[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
 }
+
+/// `has_room` answers like a produce would (room, full, corrupt tail, too long) but writes nothing and counts
+/// no overflow; room comes back once the agent releases.
+#[test]
+fn has_room_checks_without_side_effects() {
+    let r = region(8);
+    let mut p = Producer::init(&r, 8).unwrap();
+    let mut c = Consumer::attach(&r).unwrap();
+    let m = dead(7, 1); // 16-byte payload: 3 slots
+    let plen = m.payload_bytes().len();
+    assert_eq!(p.batch_mut().has_room(plen), Ok(true));
+    p.produce_mut(&m, 1).unwrap();
+    p.produce_mut(&m, 2).unwrap();
+    // 6 of 8 slots used: a third message does not fit, before or after the wrap.
+    let before = r.to_bytes();
+    assert_eq!(p.batch_mut().has_room(plen), Ok(false));
+    assert_eq!(p.batch_mut().has_room(65_528), Err(ProduceError::TooLong(65_536)));
+    assert_eq!(r.to_bytes(), before);
+    assert_eq!((p.overflow_count(), c.overflow()), (0, 0));
+    // The agent releases one message: room again (a NOP wrap is needed, and fits behind).
+    assert_eq!(c.pop().unwrap().unwrap().seqnum, 1);
+    assert_eq!(p.batch_mut().has_room(plen), Ok(true));
+    // A hostile tail: typed error, still nothing counted.
+    poke(&r, TAIL, 100);
+    p.produce_mut(&m, 3).unwrap(); // fits with the cached tail (3): no re-read yet
+    assert_eq!(p.batch_mut().has_room(plen), Err(ProduceError::CorruptTail { head: 11, tail: 100 }));
+    assert_eq!(p.overflow_count(), 0);
+}
