@@ -360,13 +360,14 @@ impl<M: SharedMem> RawMessage<'_, M> {
     /// Copies the payload into `out`; returns the payload length (bytes beyond `out.len()` are not copied).
     pub fn copy_payload(&self, out: &mut [u8]) -> usize {
         let plen = self.frame.length as usize - MSG_HEADER_LEN;
+        let n = plen.min(out.len());
         let base = slot_off(self.frame.idx) + MSG_HEADER_LEN;
-        for (i, dst) in out.iter_mut().take(plen).enumerate() {
-            let off = base + i;
-            // SAFETY: off < slot_off(idx) + length <= the end of the slot array (checked in next_frame);
-            // the word is 4-aligned and in bounds.
-            let w = unsafe { self.consumer.mem.read_data(off & !3) }.to_ne_bytes();
-            *dst = w[off & 3];
+        for (k, dst) in out[..n].chunks_mut(4).enumerate() {
+            // SAFETY: word k covers payload bytes 4k..4k+4 with 4k < n <= plen, so it ends at most at
+            // slot_off(idx) + 8 + plen rounded up to 4 <= slot_off(idx) + 8·ceil(length/8), inside the message's
+            // slots (checked in next_frame), in bounds and 4-aligned.
+            let w = unsafe { self.consumer.mem.read_data(base + 4 * k) }.to_ne_bytes();
+            dst.copy_from_slice(&w[..dst.len()]);
         }
         plen
     }

@@ -401,6 +401,12 @@ fn raw_payloads_of_every_length_write_exactly_their_bytes() {
         let mut out = [0u8; 24];
         assert_eq!(m.copy_payload(&mut out), plen);
         assert_eq!(&out[..plen], &payload[..]);
+        // A shorter buffer gets the payload's first bytes, nothing beyond it is touched.
+        let mut short = [0xEEu8; 16];
+        let k = plen / 2;
+        assert_eq!(m.copy_payload(&mut short[..k]), plen);
+        assert_eq!(&short[..k], &payload[..k]);
+        assert!(short[k..].iter().all(|&b| b == 0xEE));
     }
 }
 
