@@ -36,6 +36,18 @@
 //! line with `head`, so an agent that keeps up with its queue and stores `tail` per message moves that line
 //! to itself and back for every message; the lazy form is the fast one for such a loop (see BENCHMARKS.md).
 //!
+//! ## Full rings and copies
+//!
+//! A produce into a full ring drops the message and counts it in `overflow`, as the kernel does: that store
+//! lands in the line holding `head` and `tail`, so a producer that may wait instead (a simulation, a test, a
+//! benchmark) asks [`Batch::has_room`] first, which writes nothing. Messages are copied as 8-aligned word
+//! pairs after their first word (slots start at byte 76, 4 mod 8), through [`SharedMem::read_data_pair`] and
+//! [`SharedMem::write_data_pair`]: one 8-byte atomic per pair on [`RawRegion`].
+//!
+//! [`SharedMem::read_data_pair`]: crate::shm::SharedMem::read_data_pair
+//! [`SharedMem::write_data_pair`]: crate::shm::SharedMem::write_data_pair
+//! [`RawRegion`]: crate::shm::RawRegion
+//!
 //! ## Trust
 //!
 //! The producer (kernel side) keeps private copies of `nelems` and `head` and never reads the writable header
