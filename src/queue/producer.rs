@@ -158,6 +158,17 @@ impl<M: SharedMem, N: Notify> Producer<M, N> {
     }
 }
 
+/// A message's wire length (header + payload) and the slots it takes, or `TooLong` beyond 65535 bytes.
+#[inline]
+fn wire_size(payload_len: usize) -> Result<(u16, u32), ProduceError> {
+    // Saturating: a slice this long is refused as TooLong, without an overflow check to panic in.
+    let len = payload_len.saturating_add(MSG_HEADER_LEN);
+    match u16::try_from(len) {
+        Ok(l) => Ok((l, len.div_ceil(SLOT) as u32)),
+        Err(_) => Err(ProduceError::TooLong(len)),
+    }
+}
+
 /// The producer's view of the shared ring: its private `nelems`/mask and the memory.
 struct Ring<'a, M: SharedMem> {
     mem: &'a M,
@@ -217,12 +228,7 @@ impl<M: SharedMem> Ring<'_, M> {
     /// Writes one message at `s.head` (not yet published). The algorithm of §3.3, steps 1 and 3–6.
     #[inline]
     fn write(&self, s: &mut State, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
-        // Saturating: a slice this long is refused as TooLong below, without an overflow check to panic in.
-        let len = payload.len().saturating_add(MSG_HEADER_LEN);
-        if len > u16::MAX as usize {
-            return Err(ProduceError::TooLong(len));
-        }
-        let need = len.div_ceil(SLOT) as u32;
+        let (len, need) = wire_size(payload.len())?;
         let (ahead, _) = match self.room_for(s, need) {
             Ok(Some(sp)) => sp,
             Ok(None) => {
@@ -247,7 +253,7 @@ impl<M: SharedMem> Ring<'_, M> {
         let idx = s.head & self.mask;
         // INVARIANT: idx + need <= nelems (either ahead >= need from idx, or idx == 0 and behind >= need).
         let base = slot_off(idx);
-        let h = encode_header(ty, len as u16, seqnum);
+        let h = encode_header(ty, len, seqnum);
         // The header's first word sits at 4 mod 8 (slots start at byte 76), so the words after it (seqnum,
         // then the payload) go out as 8-aligned pairs: `carry` is the word waiting for its pair's second half.
         // SAFETY: by the invariant above, base .. base + 8·need is inside the slot array, hence inside the
@@ -338,11 +344,8 @@ impl<M: SharedMem, N: Notify> Batch<'_, M, N> {
     /// assert_eq!(p.overflow_count(), 0);
     /// ```
     pub fn has_room(&mut self, payload_len: usize) -> Result<bool, ProduceError> {
-        let len = payload_len.saturating_add(MSG_HEADER_LEN);
-        if len > u16::MAX as usize {
-            return Err(ProduceError::TooLong(len));
-        }
-        Ok(self.ring.room_for(self.state.get(), len.div_ceil(SLOT) as u32)?.is_some())
+        let (_, need) = wire_size(payload_len)?;
+        Ok(self.ring.room_for(self.state.get(), need)?.is_some())
     }
 
     /// Slots written by this batch so far (NOP padding included).
