@@ -48,10 +48,12 @@ pub fn ghost_pair() -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<OwnedRegion>>) 
 
 /// A fresh queue of `slots` slots.
 pub fn ghost_pair_of(slots: u32) -> (Producer<Arc<OwnedRegion>>, Consumer<Arc<OwnedRegion>>) {
-    let r = Arc::new(OwnedRegion::new(abi::queue_mapsize(slots)));
-    let p = Producer::init(r.clone(), slots).unwrap();
-    let c = Consumer::attach(r).unwrap();
-    (p, c)
+    ghost_pair_in(Arc::new(OwnedRegion::new(abi::queue_mapsize(slots))), slots)
+}
+
+/// A fresh queue of `slots` slots in `mem` (`abi::queue_mapsize(slots)` bytes).
+pub fn ghost_pair_in<M: SharedMem + Clone>(mem: M, slots: u32) -> (Producer<M>, Consumer<M>) {
+    (Producer::init(mem.clone(), slots).unwrap(), Consumer::attach(mem).unwrap())
 }
 
 /// The production backend with its 8-byte word-pair accesses turned off: every data word moves on its own
@@ -108,8 +110,7 @@ unsafe impl SharedMem for WordAtATime {
 
 /// A fresh `GHOST_SLOTS` queue whose backend moves one word per access.
 pub fn ghost_pair_word_at_a_time() -> (Producer<WordAtATime>, Consumer<WordAtATime>) {
-    let r = WordAtATime(Arc::new(OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS))));
-    (Producer::init(r.clone(), GHOST_SLOTS).unwrap(), Consumer::attach(r).unwrap())
+    ghost_pair_in(WordAtATime(Arc::new(OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)))), GHOST_SLOTS)
 }
 
 /// ghost-shm, the producer publishing every message on its own (one head store each). `drain`: the consumer,

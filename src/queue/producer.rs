@@ -201,14 +201,15 @@ impl<M: SharedMem> Ring<'_, M> {
         unsafe { self.mem.store_u32(OVERFLOW, s.overflow, Ordering::Release) };
     }
 
-    /// The free space `(ahead, behind)` if `need` slots fit, `None` if they do not; counts nothing. The cached
-    /// tail answers when it can; otherwise the agent-written tail is read exactly once and validated.
+    /// If `need` slots fit, the free slots ahead of head (before the end of the array; fewer than `need` means
+    /// a wrap to slot 0); `None` if they do not fit. Counts nothing. The cached tail answers when it can;
+    /// otherwise the agent-written tail is read exactly once and validated.
     #[inline]
-    fn room_for(&self, s: &mut State, need: u32) -> Result<Option<(u32, u32)>, ProduceError> {
+    fn room_for(&self, s: &mut State, need: u32) -> Result<Option<u32>, ProduceError> {
         // The cached tail was validated when read and only our head moved since, so this cannot fail.
         let (ahead, behind) = self.space(s.head, s.cached_tail).unwrap_or((0, 0));
         if ahead >= need || behind >= need {
-            return Ok(Some((ahead, behind)));
+            return Ok(Some(ahead));
         }
         // Acquire pairs with the consumer's Release store of tail: its reads of the slots we are about to reuse
         // happen before our writes.
@@ -219,7 +220,7 @@ impl<M: SharedMem> Ring<'_, M> {
         match self.space(s.head, tail).filter(|_| s.published.wrapping_sub(tail) <= self.nelems) {
             Some((ahead, behind)) => {
                 s.cached_tail = tail;
-                Ok((ahead >= need || behind >= need).then_some((ahead, behind)))
+                Ok((ahead >= need || behind >= need).then_some(ahead))
             }
             None => Err(ProduceError::CorruptTail { head: s.head, tail }),
         }
@@ -229,12 +230,8 @@ impl<M: SharedMem> Ring<'_, M> {
     #[inline]
     fn write(&self, s: &mut State, ty: u16, seqnum: u32, payload: &[u8]) -> Result<(), ProduceError> {
         let (len, need) = wire_size(payload.len())?;
-        let (ahead, _) = match self.room_for(s, need) {
-            Ok(Some(sp)) => sp,
-            Ok(None) => {
-                self.count_overflow(s);
-                return Err(ProduceError::Full);
-            }
+        let ahead = match self.room_for(s, need).and_then(|room| room.ok_or(ProduceError::Full)) {
+            Ok(ahead) => ahead,
             Err(e) => {
                 self.count_overflow(s);
                 return Err(e);
