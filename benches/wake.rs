@@ -20,14 +20,13 @@ use std::time::{Duration, Instant};
 
 type Q = Producer<Arc<OwnedRegion>, FutexDoorbell<Arc<OwnedRegion>>>;
 
-fn queue(
-    bells: &Arc<OwnedRegion>,
-    bell_off: usize,
-) -> (Q, Consumer<Arc<OwnedRegion>>, FutexDoorbell<Arc<OwnedRegion>>) {
+/// A queue and its doorbell (a 64-byte region of its own, so two doorbells never share a cache line).
+fn queue() -> (Q, Consumer<Arc<OwnedRegion>>, FutexDoorbell<Arc<OwnedRegion>>) {
     let r = Arc::new(OwnedRegion::new(abi::queue_mapsize(64)));
-    let p = Producer::init(r.clone(), 64).unwrap().with_notify(FutexDoorbell::new(bells.clone(), bell_off).unwrap());
+    let bell = FutexDoorbell::in_process();
+    let p = Producer::init(r.clone(), 64).unwrap().with_notify(bell.clone());
     let c = Consumer::attach(r).unwrap();
-    (p, c, FutexDoorbell::new(bells.clone(), bell_off).unwrap())
+    (p, c, bell)
 }
 
 const TICK: Message = Message::CpuTick(PayloadCpuTick { cpu: 0, is_agent: 0 });
@@ -36,9 +35,8 @@ fn wake(c: &mut Criterion) {
     let mut g = c.benchmark_group("wake");
     g.bench_function("ghost_sleeping", |b| {
         b.iter_custom(|n| {
-            let bells = Arc::new(OwnedRegion::new(256));
-            let (pa, mut ca, wa) = queue(&bells, 0);
-            let (pb, mut cb, wb) = queue(&bells, 128);
+            let (pa, mut ca, wa) = queue();
+            let (pb, mut cb, wb) = queue();
             let t = std::thread::spawn(move || {
                 for i in 0..n {
                     wa.wait_for(&mut ca, None).unwrap();
@@ -88,9 +86,8 @@ fn wake(c: &mut Criterion) {
     });
     g.bench_function("ghost_spinning", |b| {
         b.iter_custom(|n| {
-            let bells = Arc::new(OwnedRegion::new(256));
-            let (pa, mut ca, _) = queue(&bells, 0);
-            let (pb, mut cb, _) = queue(&bells, 128);
+            let (pa, mut ca, _) = queue();
+            let (pb, mut cb, _) = queue();
             let t = std::thread::spawn(move || {
                 for i in 0..n {
                     while !ca.has_pending().unwrap() {

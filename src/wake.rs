@@ -1,8 +1,10 @@
 //! Futex wakeups for queues (`std`): the producer's [`Notify`] hook and the agent's blocking wait, built on the
 //! core's no-lost-wakeup [`Doorbell`] handshake.
 //!
-//! The doorbell word may live in any futex-capable region — a [`MappedRegion`] shared between processes or an
-//! [`OwnedRegion`] inside one — and uses shared (non-private) futexes, so it works across processes.
+//! The doorbell word lives in a region of its own — a fresh [`OwnedRegion`] for threads of one process
+//! ([`FutexDoorbell::in_process`]) or a sealed memfd page shared between processes ([`FutexDoorbell::create`],
+//! [`FutexDoorbell::map_fd`]) — so no other protocol touches it at another width, and it uses shared
+//! (non-private) futexes, so it works across processes.
 //!
 //! ```
 //! use ghost_shm::abi::{self, Message, PayloadCpuTick};
@@ -12,10 +14,9 @@
 //! use std::{sync::Arc, time::Duration};
 //!
 //! let ring = Arc::new(OwnedRegion::new(abi::queue_mapsize(64)));
-//! let bell = Arc::new(OwnedRegion::new(64));
-//! let producer = Producer::init(ring.clone(), 64).unwrap().with_notify(FutexDoorbell::new(bell.clone(), 0).unwrap());
+//! let waiter = FutexDoorbell::in_process();
+//! let producer = Producer::init(ring.clone(), 64).unwrap().with_notify(waiter.clone());
 //! let mut consumer = Consumer::attach(ring).unwrap();
-//! let waiter = FutexDoorbell::new(bell, 0).unwrap();
 //!
 //! let t = std::thread::spawn(move || producer.produce(&Message::CpuTick(PayloadCpuTick { cpu: 0, is_agent: 0 }), 1));
 //! assert!(waiter.wait_for(&mut consumer, Some(Duration::from_secs(10))).unwrap());
@@ -24,28 +25,39 @@
 //! ```
 
 use crate::queue::{ConsumeError, Consumer, Doorbell, Notify, DOORBELL_WAITING};
-#[cfg(doc)]
-use crate::region::MappedRegion;
+use crate::region::{MapError, MappedRegion, ReadWrite};
 use crate::shm::{OwnedRegion, SharedMem};
 use core::sync::atomic::AtomicU32;
+use rustix::fd::BorrowedFd;
 use rustix::thread::futex;
 use std::time::{Duration, Instant};
 
-/// Memory whose `u32` words can be used as futexes.
-pub trait FutexWord: SharedMem {
+/// Memory whose `u32` words can be used as futexes: a writable [`MappedRegion`] or an [`OwnedRegion`] (or a
+/// reference or `Arc` to one). Sealed: the atomic it hands out is crate-private, and only [`FutexDoorbell`]
+/// asks for one, for its own doorbell word.
+pub trait FutexWord: SharedMem + sealed::Sealed {
     /// The word at `off` as an atomic; `None` if out of bounds or unaligned.
+    #[doc(hidden)]
     fn futex_word(&self, off: usize) -> Option<&AtomicU32>;
 }
 
-impl FutexWord for crate::region::MappedRegion {
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::region::MappedRegion<crate::region::ReadWrite> {}
+    impl Sealed for crate::shm::OwnedRegion {}
+    impl<T: Sealed + ?Sized> Sealed for &T {}
+    impl<T: Sealed + ?Sized> Sealed for std::sync::Arc<T> {}
+}
+
+impl FutexWord for crate::region::MappedRegion<crate::region::ReadWrite> {
     fn futex_word(&self, off: usize) -> Option<&AtomicU32> {
-        self.atomic_u32(off)
+        self.futex_atomic(off)
     }
 }
 
 impl FutexWord for OwnedRegion {
     fn futex_word(&self, off: usize) -> Option<&AtomicU32> {
-        self.atomic_u32(off)
+        self.futex_atomic(off)
     }
 }
 
@@ -62,16 +74,58 @@ impl<T: FutexWord + ?Sized> FutexWord for std::sync::Arc<T> {
 }
 
 /// A [`Doorbell`] whose sleeping side blocks in `futex_wait` and whose ringing side calls `futex_wake`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FutexDoorbell<M: FutexWord> {
     bell: Doorbell<M>,
 }
 
+impl FutexDoorbell<std::sync::Arc<OwnedRegion>> {
+    /// A doorbell in a word of its own (a fresh 64-byte heap region) for threads of one process; clones share
+    /// it.
+    pub fn in_process() -> Self {
+        let mem = std::sync::Arc::new(OwnedRegion::new(64));
+        // SAFETY: the region is fresh and private to this doorbell and its clones, which access word 0 only
+        // as a 4-byte doorbell.
+        unsafe { Self::new(mem, 0) }.expect("word 0 of a 64-byte region is in bounds and aligned")
+    }
+}
+
+impl FutexDoorbell<MappedRegion<ReadWrite>> {
+    /// A doorbell in a page of its own: a fresh sealed memfd, whose [`fd`](FutexDoorbell::fd) another process
+    /// maps with [`map_fd`](FutexDoorbell::map_fd).
+    pub fn create(name: &str) -> Result<Self, MapError> {
+        Self::mapped(MappedRegion::create(name, crate::abi::PAGE_SIZE)?)
+    }
+
+    /// The other side of [`create`](FutexDoorbell::create): maps the doorbell page from `fd` (a sealed memfd of
+    /// one page, see [`MappedRegion::map_fd`]).
+    pub fn map_fd(fd: BorrowedFd<'_>) -> Result<Self, MapError> {
+        Self::mapped(MappedRegion::map_fd(fd, crate::abi::PAGE_SIZE)?)
+    }
+
+    fn mapped(page: MappedRegion<ReadWrite>) -> Result<Self, MapError> {
+        // SAFETY: the mapping is new and owned by this doorbell: nothing else in this process can reach it, and
+        // the doorbell accesses word 0 only at 4 bytes. (Another process is a hostile peer, not a Rust access.)
+        Ok(unsafe { Self::new(page, 0) }.expect("word 0 of a page is in bounds and aligned"))
+    }
+
+    /// The doorbell page's file descriptor (to pass to another process).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.bell.memory().fd()
+    }
+}
+
 impl<M: FutexWord> FutexDoorbell<M> {
     /// A doorbell on the `u32` at `off` of `mem`; `None` if out of bounds or unaligned.
-    pub fn new(mem: M, off: usize) -> Option<Self> {
+    ///
+    /// # Safety
+    /// As for [`Doorbell::new`]: nothing else accesses that word with an atomic of another width while the
+    /// doorbell is used. [`in_process`](FutexDoorbell::in_process) and [`create`](FutexDoorbell::create) are
+    /// safe because they allocate the word themselves.
+    pub unsafe fn new(mem: M, off: usize) -> Option<Self> {
         mem.futex_word(off)?;
-        Some(FutexDoorbell { bell: Doorbell::new(mem, off)? })
+        // SAFETY: the caller's contract is Doorbell::new's.
+        Some(FutexDoorbell { bell: unsafe { Doorbell::new(mem, off) }? })
     }
 
     fn word(&self) -> Option<&AtomicU32> {

@@ -8,8 +8,8 @@
 
 use ghost_shm::abi::{self, Message, PayloadCpuTick};
 use ghost_shm::queue::{Consumer, Producer};
-use ghost_shm::region::{Access, MapError, MappedRegion};
-use ghost_shm::shm::SharedMem;
+use ghost_shm::region::{MapError, MappedRegion, ReadOnly, ReadWrite};
+use ghost_shm::shm::{SharedMem, SharedMemRead};
 use ghost_shm::wake::FutexDoorbell;
 use rustix::fd::{AsRawFd, BorrowedFd};
 use std::process::{Child, Command};
@@ -26,9 +26,9 @@ fn seen_len() -> usize {
 }
 
 /// Makes an fd inheritable (memfds are created close-on-exec).
-fn inheritable(r: &MappedRegion) -> i32 {
-    rustix::io::fcntl_setfd(r.fd(), rustix::io::FdFlags::empty()).unwrap();
-    r.fd().as_raw_fd()
+fn inheritable(fd: BorrowedFd<'_>) -> i32 {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).unwrap();
+    fd.as_raw_fd()
 }
 
 fn spawn_agent(fds: &str) -> Child {
@@ -50,16 +50,17 @@ fn agent(fds: &str) {
     let fds: Vec<i32> = fds.split(',').map(|f| f.parse().unwrap()).collect();
     // SAFETY: the parent passed these fds open across exec; they stay open for this process's life.
     let b = |fd| unsafe { BorrowedFd::borrow_raw(fd) };
-    let q = MappedRegion::map_fd(b(fds[0]), abi::queue_mapsize(NELEMS), Access::ReadWrite).unwrap();
-    let bell = MappedRegion::map_fd(b(fds[1]), abi::PAGE_SIZE, Access::ReadWrite).unwrap();
-    let seen = MappedRegion::map_fd(b(fds[2]), seen_len(), Access::ReadWrite).unwrap();
+    let q = MappedRegion::<ReadWrite>::map_fd(b(fds[0]), abi::queue_mapsize(NELEMS)).unwrap();
+    let bell = FutexDoorbell::map_fd(b(fds[1])).unwrap();
+    let seen = MappedRegion::<ReadWrite>::map_fd(b(fds[2]), seen_len()).unwrap();
     let mut c = Consumer::attach(&q).unwrap();
-    let bell = FutexDoorbell::new(&bell, 0).unwrap();
     loop {
         bell.wait_for(&mut c, Some(Duration::from_secs(1))).unwrap();
         let mut last = false;
         c.drain(|d| {
-            seen.atomic_u32(d.seqnum as usize * 4).unwrap().fetch_add(1, Ordering::Relaxed);
+            // SAFETY: seqnum < MESSAGES, so the 4-byte counter is inside `seen` (seen_len() bytes) and aligned;
+            // `seen` holds only these counters.
+            unsafe { seen.fetch_add_u32(d.seqnum as usize * 4, 1, Ordering::Relaxed) };
             last |= d.seqnum == MESSAGES - 1;
         })
         .unwrap();
@@ -77,7 +78,7 @@ fn txn_agent(fds: &str) {
     let fd: i32 = fds.parse().unwrap();
     // SAFETY: the parent passed this fd open across exec; it stays open for this process's life.
     let b = unsafe { BorrowedFd::borrow_raw(fd) };
-    let region = MappedRegion::map_fd(b, 2 * abi::CPU_DATA_SIZE, Access::ReadWrite).unwrap();
+    let region = MappedRegion::<ReadWrite>::map_fd(b, 2 * abi::CPU_DATA_SIZE).unwrap();
     let cpu_data = ghost_shm::txn::CpuData::new(&region, 2).unwrap();
     let mut txn = cpu_data.agent(0).unwrap();
     for i in 0..TXNS {
@@ -109,7 +110,7 @@ fn transactions_cross_processes() {
     cpu_data.init_txn(0).unwrap();
     cpu_data.init_txn(1).unwrap();
     let view = SimView::new(2);
-    let mut child = spawn_role("txn_agent", &inheritable(&region).to_string());
+    let mut child = spawn_role("txn_agent", &inheritable(region.fd()).to_string());
     let start = Instant::now();
     let mut next = 0u32;
     while next < TXNS {
@@ -146,10 +147,10 @@ fn child_process_entry() {
 #[test]
 fn messages_survive_an_agent_killed_mid_stream() {
     let q = MappedRegion::create("queue", abi::queue_mapsize(NELEMS)).unwrap();
-    let bell = MappedRegion::create("bell", abi::PAGE_SIZE).unwrap();
+    let bell = FutexDoorbell::create("bell").unwrap();
     let seen = MappedRegion::create("seen", seen_len()).unwrap();
-    let fds = format!("{},{},{}", inheritable(&q), inheritable(&bell), inheritable(&seen));
-    let p = Producer::init(&q, NELEMS).unwrap().with_notify(FutexDoorbell::new(&bell, 0).unwrap());
+    let fds = format!("{},{},{}", inheritable(q.fd()), inheritable(bell.fd()), inheritable(seen.fd()));
+    let p = Producer::init(&q, NELEMS).unwrap().with_notify(bell);
 
     let mut a = Some(spawn_agent(&fds));
     let kill_at = MESSAGES / 3;
@@ -177,7 +178,8 @@ fn messages_survive_an_agent_killed_mid_stream() {
     // had not released (at most one ring's worth), never afterwards.
     let mut dups = 0;
     for seq in 0..MESSAGES {
-        let n = seen.atomic_u32(seq as usize * 4).unwrap().load(Ordering::Relaxed);
+        // SAFETY: as in the agent: an aligned counter inside `seen`.
+        let n = unsafe { seen.load_u32_relaxed(seq as usize * 4) };
         assert!(n >= 1, "message {seq} lost");
         assert!(n <= 2, "message {seq} handled {n} times");
         if n == 2 {
@@ -198,7 +200,7 @@ fn messages_survive_an_agent_killed_mid_stream() {
 fn bad_regions_are_typed_errors() {
     // Truncated file: refused before mapping (a mapping would fault beyond the end).
     let small = MappedRegion::create("small", abi::PAGE_SIZE).unwrap();
-    match MappedRegion::map_fd(small.fd(), abi::queue_mapsize(NELEMS), Access::ReadWrite) {
+    match MappedRegion::<ReadWrite>::map_fd(small.fd(), abi::queue_mapsize(NELEMS)) {
         Err(MapError::SizeMismatch { expected, actual }) => {
             assert_eq!((expected, actual), (abi::queue_mapsize(NELEMS), abi::PAGE_SIZE as u64))
         }
@@ -221,7 +223,7 @@ fn bad_regions_are_typed_errors() {
     assert_eq!(unsafe { (q.load_u32(64, Ordering::Relaxed), q.load_u32(68, Ordering::Relaxed)) }, (0, 0));
     // A missing file.
     assert!(matches!(
-        MappedRegion::open(std::path::Path::new("/nonexistent/ghost"), 4096, Access::ReadOnly),
+        MappedRegion::<ReadOnly>::open(std::path::Path::new("/nonexistent/ghost"), 4096),
         Err(MapError::Os { op: "open", .. })
     ));
 }
@@ -235,13 +237,11 @@ fn futex_ping_pong_loses_no_wakeup() {
     let rounds: u32 = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
     let mk = || Arc::new(MappedRegion::create("pp", abi::queue_mapsize(64)).unwrap());
     let (qa, qb) = (mk(), mk());
-    let bells = Arc::new(MappedRegion::create("bells", abi::PAGE_SIZE).unwrap());
-    let pa = Producer::init(qa.clone(), 64).unwrap().with_notify(FutexDoorbell::new(bells.clone(), 0).unwrap());
-    let pb = Producer::init(qb.clone(), 64).unwrap().with_notify(FutexDoorbell::new(bells.clone(), 64).unwrap());
+    let (wait_a, wait_b) = (FutexDoorbell::in_process(), FutexDoorbell::in_process());
+    let pa = Producer::init(qa.clone(), 64).unwrap().with_notify(wait_a.clone());
+    let pb = Producer::init(qb.clone(), 64).unwrap().with_notify(wait_b.clone());
     let mut ca = Consumer::attach(qa).unwrap();
     let mut cb = Consumer::attach(qb).unwrap();
-    let wait_a = FutexDoorbell::new(bells.clone(), 0).unwrap();
-    let wait_b = FutexDoorbell::new(bells, 64).unwrap();
     let timeout = Some(Duration::from_secs(20));
     let echo = std::thread::spawn(move || {
         for i in 0..rounds {

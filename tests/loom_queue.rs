@@ -138,10 +138,12 @@ fn weaken_sleep_wake_handshake_loses_no_wakeup() {
         let bell_mem = Arc::new(LoomRegion::new(4, &[0], &[]));
         let p = Producer::init(r.clone(), 2).unwrap();
         let mut c = Consumer::attach(r.clone()).unwrap();
-        let bell = Doorbell::new(bell_mem.clone(), 0).unwrap();
+        // SAFETY: the bell region holds only this doorbell word.
+        let bell = unsafe { Doorbell::new(bell_mem.clone(), 0) }.unwrap();
         let prod = thread::spawn(move || {
             p.produce(&tick(9), 4).unwrap();
-            let bell = Doorbell::new(bell_mem, 0).unwrap();
+            // SAFETY: as above.
+            let bell = unsafe { Doorbell::new(bell_mem, 0) }.unwrap();
             bell.ring() // true: the consumer must be woken (here it polls the word)
         });
         let got = loop {

@@ -6,7 +6,7 @@
 
 use ghost_shm::abi::{self, Message, PayloadTaskYield};
 use ghost_shm::queue::{Consumer, Producer};
-use ghost_shm::shm::{OwnedRegion, SharedMem, POLL_BACKOFF};
+use ghost_shm::shm::{OwnedRegion, SharedMem, SharedMemRead, POLL_BACKOFF};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,10 +63,26 @@ pub struct WordAtATime(pub Arc<OwnedRegion>);
 
 // SAFETY: every call is forwarded unchanged to the `OwnedRegion`, which upholds the contract; the pair methods
 // are the trait's defaults, built on the forwarded word accesses.
-unsafe impl SharedMem for WordAtATime {
+unsafe impl SharedMemRead for WordAtATime {
     fn len(&self) -> usize {
         self.0.len()
     }
+    unsafe fn load_u32_relaxed(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.load_u32_relaxed(off) }
+    }
+    unsafe fn load_u64_relaxed(&self, off: usize) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.load_u64_relaxed(off) }
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.0.read_data(off) }
+    }
+}
+
+// SAFETY: as above.
+unsafe impl SharedMem for WordAtATime {
     unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
         // SAFETY: same contract, forwarded.
         unsafe { self.0.load_u32(off, order) }
@@ -97,10 +113,6 @@ unsafe impl SharedMem for WordAtATime {
     unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
         // SAFETY: same contract, forwarded.
         unsafe { self.0.store_u64(off, val, order) }
-    }
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.0.read_data(off) }
     }
     unsafe fn write_data(&self, off: usize, val: u32) {
         // SAFETY: same contract, forwarded.
@@ -371,15 +383,15 @@ pub fn pingpong_ghost(n: u64, slots: u32, release_late: bool) -> Duration {
 /// One direction of [`pingpong_layout_floor`]: the ABI 91 ring layout (head at 64, tail at 68, 8-byte slots
 /// from 76) written and read with no validation, no decoding and no overflow accounting: the least any
 /// implementation of the wire format does per message.
-struct FloorRing {
-    mem: ghost_shm::shm::RawRegion,
+struct FloorRing<'a> {
+    mem: ghost_shm::shm::RawRegion<'a>,
     mask: u32,
     pos: u32,
 }
 
 const FLOOR_SLOTS: u32 = 6;
 
-impl FloorRing {
+impl FloorRing<'_> {
     /// Byte offset of the slot at free-running position `p`.
     fn slot(&self, p: u32) -> usize {
         abi::QUEUE_SLOTS_OFFSET + 8 * (p & self.mask) as usize
@@ -444,27 +456,30 @@ impl FloorRing {
 /// what the ring layout itself costs: the message lives in other cache lines than `head`, so a hop moves the
 /// `head` line and then the message's lines.
 pub fn pingpong_layout_floor(n: u64) -> Duration {
-    // Both regions outlive both threads: the spawned one is joined before they drop.
+    // A scoped thread: both rings borrow the regions, which outlive the scope.
     let (ab, ba) =
         (OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)), OwnedRegion::new(abi::queue_mapsize(GHOST_SLOTS)));
-    let ring = |r: &OwnedRegion| FloorRing { mem: r.raw(), mask: GHOST_SLOTS - 1, pos: 0 };
-    let (mut tx_ab, mut rx_ab, mut tx_ba, mut rx_ba) = (ring(&ab), ring(&ab), ring(&ba), ring(&ba));
-    let t = std::thread::spawn(move || {
-        for _ in 0..n {
-            let m = rx_ab.recv();
-            tx_ba.send(&m);
-            rx_ab.release();
-        }
-    });
-    let start = Instant::now();
-    for i in 0..n {
-        let mut m = [0u32; 12];
-        m[2] = i as u32;
-        tx_ab.send(&m);
-        rx_ba.release();
-        black_box(rx_ba.recv());
+    fn ring(r: &OwnedRegion) -> FloorRing<'_> {
+        FloorRing { mem: r.raw(), mask: GHOST_SLOTS - 1, pos: 0 }
     }
-    let e = start.elapsed();
-    t.join().unwrap();
+    let (mut tx_ab, mut rx_ab, mut tx_ba, mut rx_ba) = (ring(&ab), ring(&ab), ring(&ba), ring(&ba));
+    let e = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for _ in 0..n {
+                let m = rx_ab.recv();
+                tx_ba.send(&m);
+                rx_ab.release();
+            }
+        });
+        let start = Instant::now();
+        for i in 0..n {
+            let mut m = [0u32; 12];
+            m[2] = i as u32;
+            tx_ab.send(&m);
+            rx_ba.release();
+            black_box(rx_ba.recv());
+        }
+        start.elapsed()
+    });
     e / 2
 }

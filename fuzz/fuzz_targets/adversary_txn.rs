@@ -15,6 +15,10 @@
 //!   READY), and no claim succeeds (or even tries the CAS) while an earlier claim of the same transaction is
 //!   in flight, whatever the agent re-publishes (`AlreadyClaimed`); a sync group claims each member at most
 //!   once, in CPU order, and never touches a member it could not claim;
+//! - a claim reads every word of the transaction exactly once (at a kernel commit point the flags word before
+//!   the CAS, as the admission decision, and never again), and a claim at a kernel commit point yields a snapshot
+//!   whose `COMMIT_AT_*` bits that point admits, even when the agent stores between every two kernel accesses
+//!   (`Claim { racing }`);
 //! - after the claim, the snapshot loads every word exactly once, and commit/fail read nothing: the outcome is
 //!   `validate` of the values read (first failure wins; `Poisoned` after a group failure), never influenced by
 //!   the agent's later stores; the agent-barrier bump and latch calls follow from that copy alone;
@@ -89,6 +93,10 @@ enum Step {
         claimer: u8,
         target: u8,
         at: i8,
+        /// Apply one agent store from `during` after *every* kernel access of the claim (between its ready
+        /// check, its read of the flags word, its CAS and each snapshot load): a racing agent flipping
+        /// `commit_flags` between two reads must not get a transaction committed at a point its flags refuse.
+        racing: bool,
     },
     Commit {
         slot: u8,
@@ -194,7 +202,7 @@ struct View<'a> {
     cpus: &'a [CpuIn; MAX_CPUS],
     tasks: &'a [TaskIn; 4],
     permitted: bool,
-    hostile: Option<(RawRegion, &'a RefCell<VecDeque<AgentWrite>>, &'a RefCell<[bool; MAX_CPUS]>)>,
+    hostile: Option<(RawRegion<'a>, &'a RefCell<VecDeque<AgentWrite>>, &'a RefCell<[bool; MAX_CPUS]>)>,
     /// CPUs whose `state` the agent wrote during a callback (since the last reset).
     touched: RefCell<[bool; MAX_CPUS]>,
     now: Cell<i64>,
@@ -393,7 +401,16 @@ fuzz_target!(|input: Input| {
     let view = mk(true);
     let quiet = mk(false);
     {
-        let cd = CpuData::with_stride(Spy::new(raw, &log), ncpus, stride).unwrap();
+        // Agent stores between the kernel's accesses, during `Claim { racing: true }` only.
+        let racing = Cell::new(false);
+        let between = || {
+            if racing.get() {
+                if let Some(w) = during.borrow_mut().pop_front() {
+                    agent_write(&raw, &l, w, &mut ready.borrow_mut());
+                }
+            }
+        };
+        let cd = CpuData::with_stride(Spy::with_between(raw, &log, &between), ncpus, stride).unwrap();
         let mut held: Vec<Held<'_, '_>> = Vec::new();
         let in_slot = |e: &Ev, cpu: u32| e.off() >= l.slot(cpu) && e.off() + e.width() <= l.slot(cpu) + 64;
 
@@ -429,11 +446,15 @@ fuzz_target!(|input: Input| {
                     assert!(ev.iter().all(|e| !e.writes() && in_slot(e, cpu)), "ready: {ev:?}");
                     assert_eq!(r.is_err(), cpu >= ncpus);
                 }
-                Step::Claim { claimer, target, at } => {
+                Step::Claim { claimer, target, at, racing: race } => {
                     let (claimer, target) = (claimer as u32 % (ncpus + 1), target as u32 % (ncpus + 1));
                     let at = CommitPoint::from_raw(at as i32 % 2).unwrap_or(CommitPoint::Ioctl);
                     let in_flight = held.iter().any(|h| h.txn.target() == target);
+                    // READY as the agent last published it before the claim (a racing store may re-publish).
+                    let was_ready = ready.borrow()[target.min(ncpus - 1) as usize];
+                    racing.set(race);
                     let r = cd.claim(claimer, target, at);
+                    racing.set(false);
                     let ev = take(&log);
                     match r {
                         Err(ClaimError::BadCpu(c)) => {
@@ -465,12 +486,30 @@ fuzz_target!(|input: Input| {
                                 Ev::Cas32 { off: s + STATE_OFFSET, current: READY, new: claimer, ok: true }
                             );
                             assert!(ev[..cas].iter().all(|e| matches!(e, Ev::Load32(..)) && in_slot(e, target)));
+                            let republished = std::mem::replace(&mut ready.borrow_mut()[target as usize], false);
                             assert!(
-                                std::mem::replace(&mut ready.borrow_mut()[target as usize], false),
+                                was_ready || republished || race,
                                 "transaction of CPU {target} claimed twice without a new READY"
                             );
                             assert!(ev[cas + 1..].iter().all(|e| in_slot(e, target)));
-                            assert_eq!(*txn.snapshot(), snapshot_from(&ev[cas + 1..], s), "snapshot");
+                            // Every word read once in the whole claim: at a kernel commit point the flags word
+                            // before the CAS (the admission decision) and not in the snapshot after it.
+                            let mut loads: Vec<Ev> = ev[cas + 1..].to_vec();
+                            if at == CommitPoint::Ioctl {
+                                assert_eq!(cas, 0, "the ioctl claims without reading first: {ev:?}");
+                            } else {
+                                assert_eq!(cas, 2, "ready check and flags word, then the CAS: {ev:?}");
+                                assert_eq!(ev[0].off(), s + STATE_OFFSET);
+                                assert_eq!(ev[1].off(), s + FLAGS_OFFSET);
+                                loads.push(ev[1]);
+                            }
+                            let snap = snapshot_from(&loads, s);
+                            assert_eq!(*txn.snapshot(), snap, "snapshot");
+                            assert!(
+                                at.admits(snap.commit_flags),
+                                "claimed at {at:?} with commit flags {:?} that name another point",
+                                snap.commit_flags
+                            );
                             held.push(Held { txn, slot: s });
                         }
                     }

@@ -28,7 +28,12 @@ use ghost_shm::abi::{
     RunFlags, SwFlags, TxnOutcome,
 };
 use ghost_shm::queue::{associate, Doorbell, Notify, Producer, QueueId, Routing, TaskQueue};
-use ghost_shm::shm::{RawRegion, SharedMem};
+use ghost_shm::shm::{RawRegion, SharedMemRead};
+
+/// The regions behind the entry points: memory the C caller owns and keeps mapped for as long as any handle
+/// built on it is used (the contract of every `gsc_*` function that takes a base pointer), hence `'static`
+/// from Rust's point of view.
+pub type Region = RawRegion<'static>;
 use ghost_shm::status::{AgentBarrier, Allocated, Retired, Word, Writer};
 use ghost_shm::txn::{validate, ClaimedTxn, CommitPoint, CommitResult, CpuData, KernelView, TaskInfo, TxnSnapshot};
 
@@ -153,7 +158,7 @@ impl KernelView for View {
 ///
 /// # Safety
 /// `base..base + len` is valid for atomic accesses while the region is used.
-unsafe fn region(base: *mut u8, len: usize) -> Option<RawRegion> {
+unsafe fn region(base: *mut u8, len: usize) -> Option<Region> {
     // SAFETY: the caller's contract is `RawRegion::new`'s.
     unsafe { RawRegion::new(base, len) }.ok()
 }
@@ -169,7 +174,7 @@ fn message(kind: u32, gtid: u64, cpu: i32) -> Message {
 }
 
 /// The queue producer every other entry point uses.
-pub type Q = Producer<RawRegion, KernelWake>;
+pub type Q = Producer<Region, KernelWake>;
 
 // ---- queue --------------------------------------------------------------------------------------------------------
 
@@ -255,13 +260,15 @@ pub unsafe extern "C" fn gsc_queue_produce_raw(p: &Q, ty: u16, seqnum: u32, payl
 /// The producer's side of the doorbell handshake, on the `u32` at an untrusted offset.
 ///
 /// # Safety
-/// `base..base + len` is valid for atomic accesses.
+/// `base..base + len` is valid for atomic accesses, and nothing accesses the word at `off` with an atomic of
+/// another width while the doorbell is used.
 #[no_mangle]
 #[inline(never)]
 pub unsafe extern "C" fn gsc_queue_doorbell(base: *mut u8, len: usize, off: usize) -> i32 {
     // SAFETY: the caller's contract.
     let Some(r) = (unsafe { region(base, len) }) else { return -1 };
-    match Doorbell::new(r, off) {
+    // SAFETY: the caller's contract (no access of another width to the doorbell word).
+    match unsafe { Doorbell::new(r, off) } {
         Some(d) => d.ring() as i32 ^ d.offset() as i32 ^ d.memory().len() as i32,
         None => -2,
     }
@@ -311,9 +318,9 @@ impl Code for ghost_shm::queue::ProduceError {
 // ---- status words -------------------------------------------------------------------------------------------------
 
 /// The ABI writer (65534 words, 16 KiB of private bookkeeping).
-pub type W = Writer<RawRegion>;
+pub type W = Writer<Region>;
 /// A small writer (64 words of bookkeeping), as tests and models use.
-pub type WSmall = Writer<RawRegion, 1>;
+pub type WSmall = Writer<Region, 1>;
 
 /// Creates an ABI status-word region (`Writer::new`) into `out`.
 ///
@@ -391,7 +398,7 @@ fn w_small_probe(w: &WSmall) -> u32 {
 /// `out` is writable.
 #[no_mangle]
 #[inline(never)]
-pub unsafe extern "C" fn gsc_status_alloc<'w>(w: &'w W, out: *mut MaybeUninit<Allocated<'w, RawRegion>>) -> i32 {
+pub unsafe extern "C" fn gsc_status_alloc<'w>(w: &'w W, out: *mut MaybeUninit<Allocated<'w, Region>>) -> i32 {
     match w.alloc() {
         Ok(a) => {
             let i = a.index() as i32;
@@ -410,10 +417,10 @@ pub unsafe extern "C" fn gsc_status_alloc<'w>(w: &'w W, out: *mut MaybeUninit<Al
 #[no_mangle]
 #[inline(never)]
 pub unsafe extern "C" fn gsc_status_init<'w>(
-    a: *mut Allocated<'w, RawRegion>,
+    a: *mut Allocated<'w, Region>,
     gtid: i64,
     flags: u32,
-    out: *mut MaybeUninit<Word<'w, RawRegion>>,
+    out: *mut MaybeUninit<Word<'w, Region>>,
 ) {
     // SAFETY: the caller gives up `*a`.
     let a = unsafe { a.read() };
@@ -429,7 +436,7 @@ pub unsafe extern "C" fn gsc_status_init<'w>(
 /// `a` holds an `Allocated` the caller gives up.
 #[no_mangle]
 #[inline(never)]
-pub unsafe extern "C" fn gsc_status_release(a: *mut Allocated<'_, RawRegion>) {
+pub unsafe extern "C" fn gsc_status_release(a: *mut Allocated<'_, Region>) {
     // SAFETY: the caller gives up `*a`.
     unsafe { a.read() }.release();
 }
@@ -438,7 +445,7 @@ pub unsafe extern "C" fn gsc_status_release(a: *mut Allocated<'_, RawRegion>) {
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn gsc_status_update(
-    word: &mut Word<'_, RawRegion>,
+    word: &mut Word<'_, Region>,
     q: &Q,
     set: u32,
     clear: u32,
@@ -469,7 +476,7 @@ pub extern "C" fn gsc_status_update(
 #[no_mangle]
 #[inline(never)]
 pub unsafe extern "C" fn gsc_status_end(
-    word: *mut Word<'_, RawRegion>,
+    word: *mut Word<'_, Region>,
     q: &Q,
     how: u32,
     out: *mut MaybeUninit<Retired>,
@@ -527,7 +534,7 @@ pub unsafe extern "C" fn gsc_status_reclaim(w: &W, retired: *mut Retired) -> i32
 /// The agent barrier: locked bump with a message, lockless wake, publish, the stale check of a commit.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn gsc_agent_barrier(ab: &AgentBarrier, word: &mut Word<'_, RawRegion>, q: &Q, seen: u32) -> u64 {
+pub extern "C" fn gsc_agent_barrier(ab: &AgentBarrier, word: &mut Word<'_, Region>, q: &Q, seen: u32) -> u64 {
     let a = ab.bump_locked();
     let b = ab.wake();
     let c = ab.publish(word);
@@ -539,7 +546,7 @@ pub extern "C" fn gsc_agent_barrier(ab: &AgentBarrier, word: &mut Word<'_, RawRe
 // ---- transactions -------------------------------------------------------------------------------------------------
 
 /// The cpu_data region.
-pub type C = CpuData<RawRegion>;
+pub type C = CpuData<Region>;
 
 /// The `cpu_data` region of `ncpus` CPUs at `stride` bytes per CPU (`stride` 0: the ABI page) into `out`.
 ///
@@ -598,7 +605,7 @@ fn result_code(r: &CommitResult) -> i64 {
 pub extern "C" fn gsc_txn_commit(c: &C, claimer: u32, target: u32, at: i32, fail_raw: i32, view: &ViewTable) -> i64 {
     let Some(at) = CommitPoint::from_raw(at) else { return -100 };
     let view = View(view);
-    let claimed: ClaimedTxn<'_, RawRegion> = match c.claim(claimer, target, at) {
+    let claimed: ClaimedTxn<'_, Region> = match c.claim(claimer, target, at) {
         Ok(t) => t,
         Err(_) => return -101,
     };
@@ -685,9 +692,9 @@ pub unsafe extern "C" fn _start() -> ! {
         sink(9, gsc_status_new(ptr(7), arg(15) as usize, a32(16), a32(17), w.cast()) as u64);
         sink(10, gsc_status_with_capacity(ptr(8), arg(18) as usize, a32(16), a32(17), a32(19), ptr(9)) as u64);
         let w = &*w;
-        let alloc: *mut Allocated<'_, RawRegion> = ptr(10);
+        let alloc: *mut Allocated<'_, Region> = ptr(10);
         sink(11, gsc_status_alloc(w, alloc.cast()) as u64);
-        let word: *mut Word<'_, RawRegion> = ptr(11);
+        let word: *mut Word<'_, Region> = ptr(11);
         gsc_status_init(alloc, arg(24) as i64, a32(25), word.cast());
         gsc_status_release(ptr(12));
         sink(12, gsc_status_update(&mut *word, q, a32(26), a32(27), arg(28) as i64, arg(29), a32(30), a32(31)));

@@ -44,7 +44,7 @@
 //! pairs after their first word (slots start at byte 76, 4 mod 8), through [`SharedMem::read_data_pair`] and
 //! [`SharedMem::write_data_pair`]: one 8-byte atomic per pair on [`RawRegion`].
 //!
-//! [`SharedMem::read_data_pair`]: crate::shm::SharedMem::read_data_pair
+//! [`SharedMem::read_data_pair`]: crate::shm::SharedMemRead::read_data_pair
 //! [`SharedMem::write_data_pair`]: crate::shm::SharedMem::write_data_pair
 //! [`RawRegion`]: crate::shm::RawRegion
 //!
@@ -197,6 +197,7 @@ pub const DOORBELL_WAITING: u32 = 1;
 /// The two SeqCst fences guarantee that at least one side sees the other's store: either the consumer sees
 /// the new head and does not sleep, or the producer sees WAITING and wakes it. A blocking primitive that
 /// sleeps only while the word still equals WAITING (futex semantics) therefore never misses the wakeup.
+#[derive(Clone)]
 pub struct Doorbell<M: SharedMem> {
     mem: M,
     off: usize,
@@ -204,7 +205,14 @@ pub struct Doorbell<M: SharedMem> {
 
 impl<M: SharedMem> Doorbell<M> {
     /// A doorbell on the `u32` at byte `off` of `mem`; `None` if `off` is out of bounds or unaligned.
-    pub fn new(mem: M, off: usize) -> Option<Self> {
+    ///
+    /// # Safety
+    /// While the doorbell is used, nothing in this process accesses bytes `off..off + 4` of `mem` with an
+    /// atomic of another width (racing atomics of different sizes are undefined behaviour): give the doorbell
+    /// a region of its own, or a word that no protocol handle on the same memory lays out (a ring's slots, for
+    /// one, are accessed as 8-byte pairs). `crate::wake::FutexDoorbell` has safe constructors that allocate
+    /// such a region.
+    pub unsafe fn new(mem: M, off: usize) -> Option<Self> {
         if off % 4 != 0 || off.checked_add(4)? > mem.len() {
             return None;
         }

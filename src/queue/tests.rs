@@ -1,6 +1,6 @@
 use super::*;
 use crate::abi::*;
-use crate::shm::OwnedRegion;
+use crate::shm::{OwnedRegion, SharedMemRead};
 use std::vec::Vec;
 
 fn region(nelems: u32) -> OwnedRegion {
@@ -266,8 +266,10 @@ fn many_producers_one_consumer_keep_per_producer_order() {
 #[test]
 fn doorbell_handshake() {
     let bell_mem = OwnedRegion::new(64);
-    let bell = Doorbell::new(&bell_mem, 0).unwrap();
-    assert!(Doorbell::new(&bell_mem, 62).is_none());
+    // SAFETY: the 64-byte region belongs to this doorbell alone.
+    let bell = unsafe { Doorbell::new(&bell_mem, 0) }.unwrap();
+    // SAFETY: as above (and refused: unaligned).
+    assert!(unsafe { Doorbell::new(&bell_mem, 62) }.is_none());
     assert!(!bell.ring()); // nobody waiting
     bell.prepare_wait();
     assert!(bell.is_waiting());

@@ -1,6 +1,6 @@
 //! The loom backend: the production protocol code, run under the loom model checker.
 
-use super::SharedMem;
+use super::{SharedMem, SharedMemRead};
 use core::sync::atomic::Ordering;
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU32, AtomicU64};
@@ -99,10 +99,30 @@ impl LoomRegion {
 
 // SAFETY: every access is bounds-checked (panicking in the model on a violation) and goes through loom's
 // atomics or loom's UnsafeCell, which tracks and reports racing accesses instead of exhibiting UB.
-unsafe impl SharedMem for LoomRegion {
+unsafe impl SharedMemRead for LoomRegion {
     fn len(&self) -> usize {
         self.len
     }
+    unsafe fn load_u32_relaxed(&self, off: usize) -> u32 {
+        self.a32(off).load(Ordering::Relaxed)
+    }
+    unsafe fn load_u64_relaxed(&self, off: usize) -> u64 {
+        self.a64(off).load(Ordering::Relaxed)
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: loom's UnsafeCell checks that this read does not race a write; a race fails the model.
+        self.data(off).with(|p| unsafe { *p })
+    }
+    fn fence(&self, order: Ordering) {
+        loom::sync::atomic::fence(order);
+    }
+    fn spin_hint(&self) {
+        loom::thread::yield_now();
+    }
+}
+
+// SAFETY: as above.
+unsafe impl SharedMem for LoomRegion {
     unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
         self.a32(off).load(order)
     }
@@ -128,18 +148,8 @@ unsafe impl SharedMem for LoomRegion {
     unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
         self.a64(off).store(val, order)
     }
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        // SAFETY: loom's UnsafeCell checks that this read does not race a write; a race fails the model.
-        self.data(off).with(|p| unsafe { *p })
-    }
     unsafe fn write_data(&self, off: usize, val: u32) {
         // SAFETY: loom's UnsafeCell checks that this write does not race any access; a race fails the model.
         self.data(off).with_mut(|p| unsafe { *p = val })
-    }
-    fn fence(&self, order: Ordering) {
-        loom::sync::atomic::fence(order);
-    }
-    fn spin_hint(&self) {
-        loom::thread::yield_now();
     }
 }

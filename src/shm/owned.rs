@@ -1,6 +1,6 @@
 //! Heap-backed regions for tests, benches and simulations.
 
-use super::{RawRegion, SharedMem};
+use super::{RawRegion, ReadOnlyRegion, SharedMem, SharedMemRead};
 use core::sync::atomic::AtomicU64;
 use std::boxed::Box;
 #[allow(unused_imports)]
@@ -15,7 +15,8 @@ pub struct OwnedRegion {
     // invalidate `raw` (Stacked Borrows treats a moved `Box` as unique). Freed in `Drop`.
     // `#[repr(align(64))]` chunks keep the base cache-line aligned like a real mapping's header.
     mem: *mut [Chunk],
-    raw: RawRegion,
+    // Private: the `'static` is a lie told only to ourselves; everything handed out borrows `self`.
+    raw: RawRegion<'static>,
 }
 
 // SAFETY: the memory is only accessed through atomics (RawRegion) and freed once, in Drop.
@@ -34,7 +35,7 @@ impl Drop for OwnedRegion {
 struct Chunk([AtomicU64; 8]);
 
 impl OwnedRegion {
-    /// Allocates `len` zeroed bytes (rounded up to a multiple of 64 internally; [`len`](SharedMem::len)
+    /// Allocates `len` zeroed bytes (rounded up to a multiple of 64 internally; [`len`](SharedMemRead::len)
     /// reports `len`).
     pub fn new(len: usize) -> Self {
         let chunks = len.div_ceil(64);
@@ -43,8 +44,9 @@ impl OwnedRegion {
         let mem = Box::into_raw(v.into_boxed_slice());
         let base = mem as *mut Chunk as *mut u8;
         // SAFETY: the allocation is owned by the returned value and freed only in its Drop, so
-        // `base..base+len` stays valid while `raw` (which never outlives `self` through the API) is used; it is
-        // only accessed through atomics. The base is 64-aligned (Chunk alignment); a dangling-but-aligned
+        // `base..base+len` stays valid while `raw` is used; `raw` is private and every region handed out borrows
+        // `self` (`raw()`, `read_only()`), so nothing built on it outlives the allocation. It is only accessed
+        // through atomics. The base is 64-aligned (Chunk alignment); a dangling-but-aligned
         // pointer for len 0 is never dereferenced.
         let raw = unsafe { RawRegion::new(base, len) }.expect("heap allocation is aligned and non-null");
         OwnedRegion { mem, raw }
@@ -73,8 +75,10 @@ impl OwnedRegion {
         }
     }
 
-    /// The `u32` at `off` as an atomic (e.g. for a futex); `None` if out of bounds or unaligned.
-    pub fn atomic_u32(&self, off: usize) -> Option<&core::sync::atomic::AtomicU32> {
+    /// The doorbell word at `off` as an atomic for a futex (see `crate::wake`): crate-private, so that only a
+    /// doorbell, which accesses its word at this width alone, ever gets one.
+    #[cfg(feature = "std")]
+    pub(crate) fn futex_atomic(&self, off: usize) -> Option<&core::sync::atomic::AtomicU32> {
         if off % 4 != 0 || off.checked_add(4)? > self.raw.len() {
             return None;
         }
@@ -83,9 +87,23 @@ impl OwnedRegion {
         Some(unsafe { &*(self.raw.as_ptr().add(off) as *const core::sync::atomic::AtomicU32) })
     }
 
-    /// The region as a [`RawRegion`] (valid as long as `self` lives).
-    pub fn raw(&self) -> RawRegion {
+    /// The region as a [`RawRegion`] borrowing `self`, so it cannot outlive the memory:
+    ///
+    /// ```compile_fail,E0597
+    /// use ghost_shm::{abi, queue::Producer, shm::OwnedRegion};
+    /// let raw = {
+    ///     let owned = OwnedRegion::new(abi::queue_mapsize(16));
+    ///     owned.raw() // error[E0597]: `owned` does not live long enough
+    /// };
+    /// let _ = Producer::init(raw, 16);
+    /// ```
+    pub fn raw(&self) -> RawRegion<'_> {
         self.raw
+    }
+
+    /// The region with only the read capability (what an agent gets for ghOSt's read-only status words).
+    pub fn read_only(&self) -> ReadOnlyRegion<'_> {
+        self.raw.read_only()
     }
 }
 
@@ -96,4 +114,4 @@ impl core::fmt::Debug for OwnedRegion {
 }
 
 // SharedMem: forwards to the RawRegion over memory this value owns and keeps alive.
-crate::shm::forward_shared_mem!([] OwnedRegion, s => s.raw);
+crate::shm::forward_shared_mem!(write [] OwnedRegion, s => s.raw);

@@ -5,8 +5,8 @@ use super::{
     H_NUMA_NODE, H_START, H_VERSION, WORD_SIZE,
 };
 use crate::abi::{GhostStatusWord, Gtid, SwFlags, GHOST_SW_REGION_VERSION};
-use crate::shm::SharedMem;
-use core::sync::atomic::Ordering::{self, Acquire, Relaxed};
+use crate::shm::SharedMemRead;
+use core::sync::atomic::Ordering::Acquire;
 
 /// Attempts [`Reader::snapshot`] makes before reporting [`ReadError::Unstable`].
 ///
@@ -16,8 +16,10 @@ pub const DEFAULT_SNAPSHOT_ATTEMPTS: u32 = 64;
 
 /// An agent's read-only view of a status-word region, validated against the mapping.
 ///
-/// It only ever loads from the region (the real mapping is read-only), each load an atomic of the field's
-/// width, and bounds-checks every index against the validated capacity.
+/// It only ever loads from the region, through [`SharedMemRead`] (ghOSt maps status words read-only for agents,
+/// e.g. a `MappedRegion<ReadOnly>`): every load is a `Relaxed` atomic of the field's width, followed by an
+/// Acquire fence where the protocol needs Acquire semantics (Rust permits only Relaxed atomic loads on read-only
+/// memory). Every index is bounds-checked against the validated capacity.
 #[derive(Debug)]
 pub struct Reader<M> {
     mem: M,
@@ -89,7 +91,7 @@ impl Snapshot {
     }
 }
 
-impl<M: SharedMem> Reader<M> {
+impl<M: SharedMemRead> Reader<M> {
     /// Attaches to a mapped region and validates its header against the mapping length: at least a header,
     /// version 0, start 64, `capacity` words fit in the mapping, `available <= capacity`.
     pub fn attach(mem: M) -> Result<Self, AttachError> {
@@ -99,7 +101,7 @@ impl<M: SharedMem> Reader<M> {
         }
         // Relaxed: the header is written before the region is mapped (mmap orders it before these loads);
         // `available` is informational.
-        let h = |off| load_header(&mem, off, Relaxed);
+        let h = |off| load_header(&mem, off);
         let version = h(H_VERSION);
         if version != GHOST_SW_REGION_VERSION {
             return Err(AttachError::Version { found: version });
@@ -144,27 +146,34 @@ impl<M: SharedMem> Reader<M> {
     /// The header's current `available` (informational; validated against `capacity`).
     pub fn available(&self) -> Result<u32, ReadError> {
         // Relaxed: a statistic, ordered with nothing.
-        let available = load_header(&self.mem, H_AVAILABLE, Relaxed);
+        let available = load_header(&self.mem, H_AVAILABLE);
         if available > self.capacity {
             return Err(ReadError::Available { available, capacity: self.capacity });
         }
         Ok(available)
     }
 
-    /// Word `index`'s flags (Acquire: pairs with the kernel's Release flag stores, so e.g. TASK_ONCPU comes
-    /// with its `switch_time`, INUSE with the initialised word).
+    /// Word `index`'s flags (a Relaxed load and an Acquire fence: pairs with the kernel's Release flag stores,
+    /// so e.g. TASK_ONCPU comes with its `switch_time`, INUSE with the initialised word).
     pub fn flags(&self, index: u32) -> Result<SwFlags, ReadError> {
         self.check(index)?;
         // SAFETY: index < capacity, checked above.
-        Ok(SwFlags::from_bits_retain(unsafe { self.load32(index, Field32::Flags, Acquire) }))
+        let flags = unsafe { self.load32(index, Field32::Flags) };
+        // Acquire fence: with the Relaxed load above, synchronizes with the kernel's Release store of the flags.
+        self.mem.fence(Acquire);
+        Ok(SwFlags::from_bits_retain(flags))
     }
 
-    /// Word `index`'s barrier (Acquire: pairs with the kernel's Release barrier store). An agent reads its own
-    /// barrier this way before draining its queue (§4.2).
+    /// Word `index`'s barrier (a Relaxed load and an Acquire fence: pairs with the kernel's Release barrier
+    /// store). An agent reads its own barrier this way before draining its queue, so that it sees every message
+    /// the barrier covers.
     pub fn barrier(&self, index: u32) -> Result<Barrier, ReadError> {
         self.check(index)?;
         // SAFETY: index < capacity, checked above.
-        Ok(Barrier(unsafe { self.load32(index, Field32::Barrier, Acquire) }))
+        let barrier = unsafe { self.load32(index, Field32::Barrier) };
+        // Acquire fence: with the Relaxed load above, synchronizes with the kernel's Release barrier store.
+        self.mem.fence(Acquire);
+        Ok(Barrier(barrier))
     }
 
     /// A consistent copy of word `index`, with at most [`DEFAULT_SNAPSHOT_ATTEMPTS`] attempts.
@@ -174,9 +183,10 @@ impl<M: SharedMem> Reader<M> {
 
     /// A consistent copy of word `index`, with at most `attempts` attempts (at least one).
     ///
-    /// Each attempt reads barrier and flags (Acquire), then gtid, switch_time, runtime (Relaxed), then an
-    /// Acquire fence, then barrier and flags again (Relaxed); it succeeds if neither moved. The first two
-    /// loads pair with the kernel's Release barrier/flag stores (the fields are at least as new as them); the
+    /// Each attempt reads barrier and flags (each a Relaxed load followed by an Acquire fence, i.e. Acquire
+    /// semantics on read-only memory), then gtid, switch_time, runtime (Relaxed), then an Acquire fence, then
+    /// barrier and flags again (Relaxed); it succeeds if neither moved. The first two loads with their fences
+    /// pair with the kernel's Release barrier/flag stores (the fields are at least as new as them); the
     /// fence pairs with the kernel's Release stores of the `u64` fields (a field value written after a later
     /// barrier/flag store makes that store visible to the re-read, so the attempt fails). See the module docs
     /// for what an accepted snapshot guarantees.
@@ -185,15 +195,18 @@ impl<M: SharedMem> Reader<M> {
         for _ in 0..attempts.max(1) {
             // SAFETY: index < capacity, checked above. This covers all eight loads.
             let snap = unsafe {
-                let barrier = self.load32(index, Field32::Barrier, Acquire);
-                let flags = self.load32(index, Field32::Flags, Acquire);
+                let barrier = self.load32(index, Field32::Barrier);
+                // Acquire fence: pairs with the kernel's Release barrier store (and orders the flags load after).
+                self.mem.fence(Acquire);
+                let flags = self.load32(index, Field32::Flags);
+                // Acquire fence: pairs with the kernel's Release flag stores.
+                self.mem.fence(Acquire);
                 let gtid = self.load64(index, Field64::Gtid);
                 let switch_time = self.load64(index, Field64::SwitchTime);
                 let runtime = self.load64(index, Field64::Runtime);
+                // Acquire fence: pairs with the kernel's Release stores of the u64 fields.
                 self.mem.fence(Acquire);
-                if self.load32(index, Field32::Barrier, Relaxed) != barrier
-                    || self.load32(index, Field32::Flags, Relaxed) != flags
-                {
+                if self.load32(index, Field32::Barrier) != barrier || self.load32(index, Field32::Flags) != flags {
                     continue;
                 }
                 Snapshot {
@@ -211,7 +224,7 @@ impl<M: SharedMem> Reader<M> {
 
     /// Task discovery (§4.4): every word with INUSE and without TASK_IS_AGENT, in index order, as
     /// `(index, snapshot)`; a word that stays unstable is reported as `Err(Unstable)` and the scan goes on.
-    /// The scan reads each word's flags once (Acquire) and snapshots only candidates.
+    /// The scan reads each word's flags once (with Acquire semantics) and snapshots only candidates.
     pub fn discover(&self) -> Discovery<'_, M> {
         Discovery { reader: self, next: 0 }
     }
@@ -224,12 +237,14 @@ impl<M: SharedMem> Reader<M> {
         }
     }
 
+    /// Relaxed load of a `u32` field (the callers add the Acquire fences the protocol needs).
+    ///
     /// # Safety
     /// `index < self.capacity`.
-    unsafe fn load32(&self, index: u32, field: Field32, order: Ordering) -> u32 {
+    unsafe fn load32(&self, index: u32, field: Field32) -> u32 {
         // SAFETY: index < capacity (caller) and 64 + 32·capacity <= len (INVARIANT), so word `index` is in
         // bounds; it starts at 64 + 32·index and field is 0 or 4: 4-aligned, ending inside the word.
-        unsafe { self.mem.load_u32(word_offset(index) + field as usize, order) }
+        unsafe { self.mem.load_u32_relaxed(word_offset(index) + field as usize) }
     }
 
     /// Relaxed load of a `u64` field (ordered by the snapshot's Acquire loads and fence).
@@ -238,15 +253,16 @@ impl<M: SharedMem> Reader<M> {
     /// `index < self.capacity`.
     unsafe fn load64(&self, index: u32, field: Field64) -> u64 {
         // SAFETY: as in `load32`; the word start is 8-aligned and field is 8, 16 or 24: 8-aligned, in the word.
-        unsafe { self.mem.load_u64(word_offset(index) + field as usize, Relaxed) }
+        unsafe { self.mem.load_u64_relaxed(word_offset(index) + field as usize) }
     }
 }
 
-/// Loads a header field; `off` is one of the `H_*` constants.
-fn load_header<M: SharedMem>(mem: &M, off: usize, order: Ordering) -> u32 {
+/// Loads a header field (Relaxed: the header is written before the region is mapped, and `available` is
+/// informational); `off` is one of the `H_*` constants.
+fn load_header<M: SharedMemRead>(mem: &M, off: usize) -> u32 {
     if off % 4 == 0 && off + 4 <= HEADER_SIZE && off + 4 <= mem.len() {
         // SAFETY: off is 4-aligned and off + 4 <= len, checked just above.
-        unsafe { mem.load_u32(off, order) }
+        unsafe { mem.load_u32_relaxed(off) }
     } else {
         0
     }
@@ -259,7 +275,7 @@ pub struct Discovery<'r, M> {
     next: u32,
 }
 
-impl<M: SharedMem> Iterator for Discovery<'_, M> {
+impl<M: SharedMemRead> Iterator for Discovery<'_, M> {
     type Item = Result<(u32, Snapshot), ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {

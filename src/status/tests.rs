@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::abi::{GhostSwInfo, Gtid, SwFlags, SW_REGION_CAPACITY};
-use crate::shm::{OwnedRegion, SharedMem};
+use crate::shm::{OwnedRegion, SharedMem, SharedMemRead};
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::vec::Vec;
 
@@ -349,10 +349,29 @@ struct Flapping {
 }
 
 // SAFETY: forwards to `OwnedRegion` (same contract), except that one offset returns a counter instead.
-unsafe impl SharedMem for Flapping {
+unsafe impl SharedMemRead for Flapping {
     fn len(&self) -> usize {
         self.inner.len()
     }
+    unsafe fn load_u32_relaxed(&self, off: usize) -> u32 {
+        if off == word_offset(0) {
+            return self.loads.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.load_u32_relaxed(off) }
+    }
+    unsafe fn load_u64_relaxed(&self, off: usize) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.load_u64_relaxed(off) }
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.read_data(off) }
+    }
+}
+
+// SAFETY: forwards to `OwnedRegion` (same contract), except that one offset returns a counter instead.
+unsafe impl SharedMem for Flapping {
     unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
         if off == word_offset(0) {
             return self.loads.fetch_add(1, Ordering::Relaxed);
@@ -379,10 +398,6 @@ unsafe impl SharedMem for Flapping {
     unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
         // SAFETY: same contract, forwarded.
         unsafe { self.inner.store_u64(off, val, order) }
-    }
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        // SAFETY: same contract, forwarded.
-        unsafe { self.inner.read_data(off) }
     }
     unsafe fn write_data(&self, off: usize, val: u32) {
         // SAFETY: same contract, forwarded.

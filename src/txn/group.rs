@@ -185,7 +185,7 @@ impl<M: SharedMem> CpuData<M> {
         let mut it = Wrap::new(caller.wrapping_add(1) % n, n); // caller < n
         while let Some(cpu) = it.next(members) {
             let Ok(slot) = self.slot(cpu) else { continue };
-            let txn = self.claimed(slot, caller, cpu, CommitPoint::Ioctl);
+            let txn = self.claimed(slot, caller, cpu, CommitPoint::Ioctl, None);
             let result = if failure.is_none() {
                 let r = txn.commit(view);
                 if !r.outcome.is_success() {

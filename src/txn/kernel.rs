@@ -366,18 +366,28 @@ impl<M: SharedMem> CpuData<M> {
     /// Claims `target`'s transaction for CPU `claimer` at commit point `at` (§5.2), then takes its snapshot.
     ///
     /// At [`CommitPoint::Ioctl`] this is one Acquire CAS READY → `claimer`; at a kernel commit point
-    /// (`claimer` must be `target`) an Acquire load of READY and of the commit flags comes first, and a
-    /// transaction whose `COMMIT_AT_*` bits name another point is left alone. The commit flags read before the
-    /// claim only decide whether to claim; everything after the claim uses the snapshot.
+    /// (`claimer` must be `target`) an Acquire load of READY and one load of the flags word come first, and a
+    /// transaction whose `COMMIT_AT_*` bits name another point is left alone. That one load of the flags word
+    /// *is* the snapshot's `run_flags`/`commit_flags`/`unused` (the snapshot does not read the word again), so
+    /// the admission decision and everything after it see the same commit flags, whatever the agent writes in
+    /// between.
     pub fn claim(&self, claimer: u32, target: u32, at: CommitPoint) -> Result<ClaimedTxn<'_, M>, ClaimError> {
         let slot = self.slot(target)?;
         self.slot(claimer)?;
-        self.claim_slot(slot, claimer, target, at)?;
-        Ok(self.claimed(slot, claimer, target, at))
+        let flags = self.claim_slot(slot, claimer, target, at)?;
+        Ok(self.claimed(slot, claimer, target, at, flags))
     }
 
-    /// The claim proper. `slot` is `target`'s, `claimer` is in range.
-    pub(super) fn claim_slot(&self, slot: Slot, claimer: u32, target: u32, at: CommitPoint) -> Result<(), ClaimError> {
+    /// The claim proper. `slot` is `target`'s, `claimer` is in range. At a kernel commit point, returns the
+    /// flags word it read to decide admission (to be the snapshot's, via [`claimed`](CpuData::claimed)).
+    pub(super) fn claim_slot(
+        &self,
+        slot: Slot,
+        claimer: u32,
+        target: u32,
+        at: CommitPoint,
+    ) -> Result<Option<u32>, ClaimError> {
+        let mut flags_word = None;
         if at != CommitPoint::Ioctl {
             if claimer != target {
                 return Err(ClaimError::NotLocal);
@@ -387,17 +397,21 @@ impl<M: SharedMem> CpuData<M> {
             if raw != GHOST_TXN_READY {
                 return Err(ClaimError::NotReady(TxnState::from_raw(raw)));
             }
-            let (_, commit_flags, _) = unpack_flags(self.load32(slot, W32::Flags, Ordering::Relaxed));
+            // The flags word's only read (Relaxed, ordered after the Acquire load above).
+            let word = self.load32(slot, W32::Flags, Ordering::Relaxed);
+            let (_, commit_flags, _) = unpack_flags(word);
             let commit_flags = CommitFlags::from_bits_retain(commit_flags);
             if !at.admits(commit_flags) {
                 return Err(ClaimError::WrongCommitPoint(commit_flags));
             }
+            flags_word = Some(word);
         }
         self.cas_claim(slot, claimer, target).map_err(|s| match s {
             // READY but held: the agent re-published READY over a claim still in flight.
             TxnState::Ready => ClaimError::AlreadyClaimed,
             s => ClaimError::NotReady(s),
-        })
+        })?;
+        Ok(flags_word)
     }
 
     /// The claim: takes the kernel-private hold on `target`, then CAS READY → `claimer`; the state found
@@ -433,14 +447,26 @@ impl<M: SharedMem> CpuData<M> {
     }
 
     /// Reads the snapshot of a transaction this CPU has just claimed: each word exactly once, Relaxed (ordered
-    /// after the claim's Acquire CAS).
-    pub(super) fn claimed(&self, slot: Slot, claimer: u32, target: u32, at: CommitPoint) -> ClaimedTxn<'_, M> {
+    /// after the claim's Acquire CAS), except the flags word when the claim already read it (`flags`: a kernel
+    /// commit point decided admission on that read, and the snapshot keeps it rather than reading again).
+    pub(super) fn claimed(
+        &self,
+        slot: Slot,
+        claimer: u32,
+        target: u32,
+        at: CommitPoint,
+        flags: Option<u32>,
+    ) -> ClaimedTxn<'_, M> {
         let state = self.load32(slot, W32::State, Ordering::Relaxed) as i32;
         let version = self.load32(slot, W32::Version, Ordering::Relaxed) as i32;
         let cpu = self.load32(slot, W32::Cpu, Ordering::Relaxed) as i32;
         let agent_barrier = self.load32(slot, W32::AgentBarrier, Ordering::Relaxed);
         let task_barrier = self.load32(slot, W32::TaskBarrier, Ordering::Relaxed);
-        let (run_flags, commit_flags, unused) = unpack_flags(self.load32(slot, W32::Flags, Ordering::Relaxed));
+        let flags = match flags {
+            Some(word) => word,
+            None => self.load32(slot, W32::Flags, Ordering::Relaxed),
+        };
+        let (run_flags, commit_flags, unused) = unpack_flags(flags);
         let gtid = Gtid(self.load64(slot, W64::Gtid, Ordering::Relaxed) as i64);
         let snap = TxnSnapshot {
             state,

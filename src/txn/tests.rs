@@ -621,3 +621,115 @@ fn threads_round_trip() {
         }
     });
 }
+
+/// A hostile agent racing the kernel's claim: every load of `cpu` 0's flags word returns what the word holds
+/// and then has the agent overwrite it with `then` (as if it stored right after the kernel's read).
+struct FlipFlags {
+    inner: OwnedRegion,
+    then: u32,
+    flags_loads: core::sync::atomic::AtomicU32,
+}
+
+impl FlipFlags {
+    fn after_load(&self, off: usize) {
+        if off == FLAGS_OFFSET {
+            self.flags_loads.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            // SAFETY: the flags word is 4-aligned and in bounds.
+            unsafe { self.inner.store_u32(off, self.then, core::sync::atomic::Ordering::Relaxed) };
+        }
+    }
+}
+
+// SAFETY: forwards every access to `OwnedRegion` (same contract); loads of the flags word also store into it,
+// an aligned in-bounds word.
+unsafe impl crate::shm::SharedMemRead for FlipFlags {
+    fn len(&self) -> usize {
+        crate::shm::SharedMemRead::len(&self.inner)
+    }
+    unsafe fn load_u32_relaxed(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        let v = unsafe { self.inner.load_u32_relaxed(off) };
+        self.after_load(off);
+        v
+    }
+    unsafe fn load_u64_relaxed(&self, off: usize) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.load_u64_relaxed(off) }
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.read_data(off) }
+    }
+}
+
+// SAFETY: as above.
+unsafe impl crate::shm::SharedMem for FlipFlags {
+    unsafe fn load_u32(&self, off: usize, order: core::sync::atomic::Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        let v = unsafe { self.inner.load_u32(off, order) };
+        self.after_load(off);
+        v
+    }
+    unsafe fn store_u32(&self, off: usize, val: u32, order: core::sync::atomic::Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.store_u32(off, val, order) }
+    }
+    unsafe fn compare_exchange_u32(
+        &self,
+        off: usize,
+        c: u32,
+        n: u32,
+        s: core::sync::atomic::Ordering,
+        f: core::sync::atomic::Ordering,
+    ) -> Result<u32, u32> {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.compare_exchange_u32(off, c, n, s, f) }
+    }
+    unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: core::sync::atomic::Ordering) -> u32 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.fetch_add_u32(off, val, order) }
+    }
+    unsafe fn load_u64(&self, off: usize, order: core::sync::atomic::Ordering) -> u64 {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.load_u64(off, order) }
+    }
+    unsafe fn store_u64(&self, off: usize, val: u64, order: core::sync::atomic::Ordering) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.store_u64(off, val, order) }
+    }
+    unsafe fn write_data(&self, off: usize, val: u32) {
+        // SAFETY: same contract, forwarded.
+        unsafe { self.inner.write_data(off, val) }
+    }
+}
+
+/// Regression (issue: double fetch in the claim): the admission decision at a kernel commit point and the
+/// snapshot used to read `commit_flags` separately, so an agent flipping them in between got a
+/// `COMMIT_AT_TXN_COMMIT` transaction committed at a greedy commit point. Now the claim reads the flags word
+/// once and the snapshot keeps that value.
+#[test]
+fn a_claim_reads_commit_flags_once() {
+    let plain = pack_flags(0, 0, 0);
+    let at_txn_commit = pack_flags(0, crate::abi::COMMIT_AT_TXN_COMMIT, 0);
+    for at in [CommitPoint::Greedy, CommitPoint::Schedule, CommitPoint::Ioctl] {
+        let cd = CpuData::with_stride(
+            FlipFlags { inner: OwnedRegion::new(64), then: at_txn_commit, flags_loads: 0.into() },
+            1,
+            64,
+        )
+        .unwrap();
+        cd.init_txn(0).unwrap();
+        let mut t = cd.read_raw(0).unwrap();
+        (t.state, t.cpu, t.gtid, t.task_barrier) = (GHOST_TXN_READY, 0, TASK.0, 7);
+        cd.write_raw(0, &t).unwrap();
+        // SAFETY: the flags word of CPU 0's transaction.
+        unsafe { cd.mem().inner.store_u32(FLAGS_OFFSET, plain, core::sync::atomic::Ordering::Release) };
+        cd.mem().flags_loads.store(0, core::sync::atomic::Ordering::Relaxed);
+        let claimed = cd.claim(0, 0, at).unwrap();
+        assert_eq!(cd.mem().flags_loads.load(core::sync::atomic::Ordering::Relaxed), 1, "flags word reads at {at:?}");
+        assert!(at.admits(claimed.snapshot().commit_flags), "{at:?} committed {:?}", claimed.snapshot().commit_flags);
+        assert_eq!(claimed.snapshot().commit_flags, CommitFlags::empty(), "the value admission was decided on");
+        let r = claimed.commit(&view(1));
+        assert_eq!(r.outcome, TxnOutcome::Complete);
+    }
+}

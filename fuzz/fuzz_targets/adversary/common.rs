@@ -8,7 +8,7 @@
 //!   side read and wrote. The agent's writes go around the spy, straight to the [`RawRegion`].
 #![allow(dead_code)]
 
-use ghost_shm::shm::{RawRegion, SharedMem};
+use ghost_shm::shm::{RawRegion, SharedMem, SharedMemRead};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -63,7 +63,7 @@ impl Guarded {
     }
 
     /// The region, for the kernel side (through a [`Spy`]) and for the agent's writes.
-    pub fn region(&self) -> RawRegion {
+    pub fn region(&self) -> RawRegion<'_> {
         // SAFETY: `GUARD..GUARD + len` is inside the allocation, which lives until `self` is dropped (the targets
         // drop every handle first); the base is 64-aligned. The region's bytes are only accessed through atomics;
         // the guard bytes, read in `check`, are outside it.
@@ -153,13 +153,21 @@ impl Ev {
 
 /// A logging, contract-checking [`SharedMem`] over a [`RawRegion`].
 pub struct Spy<'a> {
-    pub mem: RawRegion,
+    pub mem: RawRegion<'a>,
     pub log: &'a RefCell<Vec<Ev>>,
+    /// Called after every kernel access is logged: lets a target interleave agent stores *between* two accesses
+    /// of one kernel operation (e.g. between a claim's reads), the finest schedule a racing agent can produce.
+    between: Option<&'a dyn Fn()>,
 }
 
 impl<'a> Spy<'a> {
-    pub fn new(mem: RawRegion, log: &'a RefCell<Vec<Ev>>) -> Spy<'a> {
-        Spy { mem, log }
+    pub fn new(mem: RawRegion<'a>, log: &'a RefCell<Vec<Ev>>) -> Spy<'a> {
+        Spy { mem, log, between: None }
+    }
+
+    /// A spy that calls `between` after every kernel access.
+    pub fn with_between(mem: RawRegion<'a>, log: &'a RefCell<Vec<Ev>>, between: &'a dyn Fn()) -> Spy<'a> {
+        Spy { mem, log, between: Some(between) }
     }
 
     fn check(&self, off: usize, width: usize) {
@@ -172,6 +180,9 @@ impl<'a> Spy<'a> {
 
     fn push(&self, e: Ev) {
         self.log.borrow_mut().push(e);
+        if let Some(f) = self.between {
+            f();
+        }
     }
 }
 
@@ -182,10 +193,35 @@ pub fn take(log: &RefCell<Vec<Ev>>) -> Vec<Ev> {
 
 // SAFETY: every method checks the contract (aligned, in bounds) with a panic before forwarding to `RawRegion`,
 // which upholds it for valid calls.
-unsafe impl SharedMem for Spy<'_> {
+unsafe impl SharedMemRead for Spy<'_> {
     fn len(&self) -> usize {
         self.mem.len()
     }
+    unsafe fn load_u32_relaxed(&self, off: usize) -> u32 {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        let v = unsafe { self.mem.load_u32_relaxed(off) };
+        self.push(Ev::Load32(off, v));
+        v
+    }
+    unsafe fn load_u64_relaxed(&self, off: usize) -> u64 {
+        self.check(off, 8);
+        // SAFETY: checked above.
+        let v = unsafe { self.mem.load_u64_relaxed(off) };
+        self.push(Ev::Load64(off, v));
+        v
+    }
+    unsafe fn read_data(&self, off: usize) -> u32 {
+        self.check(off, 4);
+        // SAFETY: checked above.
+        let v = unsafe { self.mem.read_data(off) };
+        self.push(Ev::Read(off, v));
+        v
+    }
+}
+
+// SAFETY: as above.
+unsafe impl SharedMem for Spy<'_> {
     unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
         self.check(off, 4);
         // SAFETY: checked above.
@@ -232,13 +268,6 @@ unsafe impl SharedMem for Spy<'_> {
         // SAFETY: checked above.
         unsafe { self.mem.store_u64(off, val, order) };
         self.push(Ev::Store64(off, val));
-    }
-    unsafe fn read_data(&self, off: usize) -> u32 {
-        self.check(off, 4);
-        // SAFETY: checked above.
-        let v = unsafe { self.mem.read_data(off) };
-        self.push(Ev::Read(off, v));
-        v
     }
     unsafe fn write_data(&self, off: usize, val: u32) {
         self.check(off, 4);
