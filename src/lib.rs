@@ -135,4 +135,6 @@ pub(crate) mod sync;
 pub mod topology;
 pub mod txn;
 #[cfg(feature = "std")]
+pub mod uapi;
+#[cfg(feature = "std")]
 pub mod wake;

@@ -578,6 +578,8 @@ pub const GHOST_IOC_SYNC_GROUP_TXN: u32 = ioc(IOC_WRITE, GHOST_IOC_TYPE, 9, size
 /// `GHOST_IOC_TIMERFD_SETTIME`.
 pub const GHOST_IOC_TIMERFD_SETTIME: u32 =
     ioc(IOC_READ | IOC_WRITE, GHOST_IOC_TYPE, 10, size_of::<GhostIocTimerfdSettime>());
+/// `TIMERFD_GHOST_ENABLED`: `timerfd_ghost.flags` bit that turns a timer's expiry into `CPU_TIMER_EXPIRED`.
+pub const TIMERFD_GHOST_ENABLED: i32 = 1;
 /// `GHOST_IOC_RUN`.
 pub const GHOST_IOC_RUN: u32 = ioc(IOC_WRITE, GHOST_IOC_TYPE, 11, size_of::<GhostIocRun>());
 

@@ -1,0 +1,179 @@
+use super::ghostfs::{
+    parse_gtid, parse_status, parse_versions, CtlCommand, EnclaveStatus, Ghostfs, GhostfsError, Tunable,
+};
+use super::*;
+use std::path::PathBuf;
+use std::string::{String, ToString};
+use std::{format, vec};
+
+/// A temporary directory laid out like ghostfs (regular files stand in for the kernel's).
+struct FakeTree(PathBuf);
+
+impl FakeTree {
+    fn new(name: &str) -> FakeTree {
+        let dir = std::env::temp_dir().join(format!("ghost-shm-uapi-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("enclave_1/sw_regions")).unwrap();
+        std::fs::write(dir.join("version"), "90\n91\n").unwrap();
+        std::fs::write(dir.join("ctl"), "").unwrap();
+        for (f, text) in [
+            ("abi_version", "91\n"),
+            ("status", "version 91\nactive no\nnr_tasks 3\n"),
+            ("cpulist", "0-3,8\n"),
+            ("ctl", "1"),
+            ("tasks", ""),
+            ("agent_online", "0"),
+            ("deliver_ticks", "0\n"),
+            ("runnable_timeout", "0\n"),
+        ] {
+            std::fs::write(dir.join("enclave_1").join(f), text).unwrap();
+        }
+        FakeTree(dir)
+    }
+    fn fs(&self) -> Ghostfs {
+        Ghostfs::at(&self.0)
+    }
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.0.join(rel)).unwrap()
+    }
+}
+
+impl Drop for FakeTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn top_level_versions_and_enclave_creation() {
+    let t = FakeTree::new("top");
+    let fs = t.fs();
+    assert!(fs.is_present());
+    assert_eq!(fs.versions().unwrap(), [90, 91]);
+    fs.check_abi().unwrap();
+    std::fs::write(t.0.join("version"), "84\n90\n").unwrap();
+    assert_eq!(fs.check_abi(), Err(GhostfsError::AbiUnsupported { supported: vec![84, 90] }));
+    assert_eq!(fs.enclaves().unwrap(), [1]);
+    let e = fs.create_enclave(7).unwrap();
+    assert_eq!(t.read("ctl"), "create 7 91");
+    assert_eq!((e.id(), e.path()), (7, t.0.join("enclave_7").as_path()));
+    assert!(!Ghostfs::at(t.0.join("nowhere")).is_present());
+    assert!(matches!(Ghostfs::at(t.0.join("nowhere")).versions(), Err(GhostfsError::Os { op: "read", .. })));
+}
+
+#[test]
+fn enclave_files() {
+    let t = FakeTree::new("enclave");
+    let e = t.fs().enclave(1);
+    assert_eq!(e.abi_version().unwrap(), 91);
+    assert_eq!(e.status().unwrap(), EnclaveStatus { abi: 91, active: false, nr_tasks: 3, ephemeral: None });
+    assert_eq!(e.cpus().unwrap().to_string(), "0-3,8");
+    e.set_cpus(&CpuSet::parse_list("2,4-5").unwrap()).unwrap();
+    assert_eq!(t.read("enclave_1/cpulist"), "2,4-5");
+    assert_eq!(e.tunable(Tunable::DeliverTicks).unwrap(), 0);
+    e.set_tunable(Tunable::DeliverTicks, 1).unwrap();
+    assert_eq!(e.tunable(Tunable::DeliverTicks).unwrap(), 1);
+    e.set_tunable(Tunable::RunnableTimeoutMs, 5000).unwrap();
+    assert_eq!(t.read("enclave_1/runnable_timeout"), "5000");
+    e.add_task(Gtid(0)).unwrap();
+    assert_eq!(t.read("enclave_1/tasks"), "0");
+    assert!(!e.agent_online().unwrap());
+    let online = e.advertise().unwrap();
+    drop(online);
+    assert_eq!(e.sw_region_path(0), t.0.join("enclave_1/sw_regions/sw_0"));
+    assert_eq!(e.cpu_data_path(), t.0.join("enclave_1/cpu_data"));
+    // Text commands go to the open ctl, one write each.
+    let ctl = e.open_ctl().unwrap();
+    e.command(&ctl, CtlCommand::CreateSwRegion { id: 0, node: 1 }).unwrap();
+    e.command(&ctl, CtlCommand::BecomeAgent { cpu: 3, queue: None }).unwrap();
+    assert_eq!(t.read("enclave_1/ctl"), "create sw_region 0 1become agent 3 -1");
+    // Malformed files are typed errors naming the file.
+    std::fs::write(t.0.join("enclave_1/cpulist"), "0-x\n").unwrap();
+    assert!(matches!(e.cpus(), Err(GhostfsError::Format { path, .. }) if path.ends_with("cpulist")));
+    std::fs::write(t.0.join("enclave_1/agent_online"), "2").unwrap();
+    assert!(matches!(e.agent_online(), Err(GhostfsError::Format { .. })));
+    std::fs::write(t.0.join("enclave_1/abi_version"), "ninety-one").unwrap();
+    assert!(matches!(e.abi_version(), Err(GhostfsError::Format { .. })));
+}
+
+#[test]
+fn text_formats() {
+    let p = std::path::Path::new("f");
+    assert_eq!(
+        parse_status(p, "version 91\nactive yes\nnr_tasks 12\nephemeral 4242\nfuture_key 1\n").unwrap(),
+        EnclaveStatus { abi: 91, active: true, nr_tasks: 12, ephemeral: Some(4242) }
+    );
+    for bad in ["", "version 91\nactive maybe\nnr_tasks 1\n", "version 91\nnr_tasks 1\n", "active yes", "garbage\n"] {
+        assert!(matches!(parse_status(p, bad), Err(GhostfsError::Format { .. })), "{bad:?}");
+    }
+    assert_eq!(parse_versions(p, "91\n").unwrap(), [91]);
+    for bad in ["", "\n", "91\nx\n", "-1\n"] {
+        assert!(parse_versions(p, bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(parse_gtid(p, "2199023255553\n").unwrap(), Gtid(2199023255553));
+    for bad in ["0\n", "-5\n", "", "12ab"] {
+        assert!(parse_gtid(p, bad).is_err(), "{bad:?}");
+    }
+    let cmds = [
+        (CtlCommand::Destroy, "destroy"),
+        (CtlCommand::CreateSwRegion { id: 2, node: 0 }, "create sw_region 2 0"),
+        (CtlCommand::BecomeAgent { cpu: 5, queue: Some(9) }, "become agent 5 9"),
+        (CtlCommand::DiscoverTasks, "discover tasks"),
+        (CtlCommand::DisableBpfProgLoad, "disable my bpf_prog_load"),
+    ];
+    for (c, text) in cmds {
+        assert_eq!(c.to_string(), text);
+    }
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let e = |errno| UapiError { op: "GHOST_IOC_RUN", errno };
+    assert_eq!(e(Errno::STALE).agent_error(), AgentError::Stale);
+    assert_eq!(e(Errno::NOENT).agent_error(), AgentError::NotFound);
+    assert_eq!(e(Errno::SRCH).agent_error(), AgentError::NotFound);
+    assert_eq!(e(Errno::NODEV).agent_error(), AgentError::Gone);
+    assert_eq!(e(Errno::NOMEM).agent_error(), AgentError::NoSpace);
+    assert_eq!(e(Errno::INVAL).agent_error(), AgentError::Invalid("GHOST_IOC_RUN"));
+    assert!(e(Errno::BUSY).is_transient() && !e(Errno::INVAL).is_transient());
+    assert_eq!(e(Errno::STALE).to_string(), format!("GHOST_IOC_RUN: {}", Errno::STALE));
+}
+
+/// Every ioctl on a file that is no ghOSt `ctl` is refused by the kernel (`ENOTTY`), reported with the
+/// operation's name; arguments this side can check are refused before the call.
+#[test]
+fn ioctls_on_a_plain_file_are_typed_errors() {
+    let t = FakeTree::new("ioctl");
+    let ctl = t.fs().enclave(1).open_ctl().unwrap();
+    let notty = |r: Result<(), UapiError>, op: &str| {
+        let e = r.unwrap_err();
+        assert_eq!((e.op, e.errno), (op, Errno::NOTTY), "{e}");
+    };
+    let q = MappedRegion::create("not-a-queue", 4096).unwrap();
+    notty(ctl.agent_status_word(0).map(drop), "GHOST_IOC_SW_GET_INFO");
+    notty(ctl.task_status_word(Gtid(0)).map(drop), "GHOST_IOC_SW_GET_INFO");
+    notty(ctl.free_status_word(GhostSwInfo { id: 0, index: 1 }), "GHOST_IOC_SW_FREE");
+    notty(ctl.create_queue(64, 0).map(drop), "GHOST_IOC_CREATE_QUEUE");
+    notty(ctl.associate_queue(q.fd(), Gtid(5), 1).map(drop), "GHOST_IOC_ASSOC_QUEUE");
+    notty(ctl.set_default_queue(q.fd()), "GHOST_IOC_SET_DEFAULT_QUEUE");
+    notty(ctl.config_queue_wakeup(q.fd(), &[0]), "GHOST_IOC_CONFIG_QUEUE_WAKEUP");
+    notty(ctl.cpu_time(Gtid(5)).map(drop), "GHOST_IOC_GET_CPU_TIME");
+    notty(ctl.commit(&CpuSet::parse_list("0-1").unwrap()), "GHOST_IOC_COMMIT_TXN");
+    notty(ctl.sync_group_commit(&CpuSet::parse_list("0").unwrap()).map(drop), "GHOST_IOC_SYNC_GROUP_TXN");
+    notty(ctl.run(RunRequest::Ping { cpu: 1 }), "GHOST_IOC_RUN");
+    notty(ctl.run(RunRequest::Block { agent_barrier: 3, cpu: 1, run_flags: RunFlags::RTLA_ON_IDLE }), "GHOST_IOC_RUN");
+    let tfd =
+        rustix::time::timerfd_create(rustix::time::TimerfdClockId::Monotonic, rustix::time::TimerfdFlags::CLOEXEC)
+            .unwrap();
+    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+    let spec = rustix::time::Itimerspec { it_interval: zero, it_value: zero };
+    notty(
+        ctl.timerfd_settime(tfd.as_fd(), 0, &spec, Some(GhostTimer { cpu: 0, type_: 1, cookie: 2 })),
+        "GHOST_IOC_TIMERFD_SETTIME",
+    );
+    // Checked here, before any call.
+    assert_eq!(ctl.config_queue_wakeup(q.fd(), &[0, 1, 2]).unwrap_err().errno, Errno::INVAL);
+    assert_eq!(ctl.create_queue(u32::MAX, 0).unwrap_err().errno, Errno::INVAL);
+    assert_eq!(ctl.run(RunRequest::Ping { cpu: u32::MAX }).unwrap_err().errno, Errno::INVAL);
+    assert!(matches!(Ctl::open(&t.0.join("missing")), Err(UapiError { op: "open ctl", errno: Errno::NOENT })));
+}
