@@ -69,8 +69,11 @@ done
 mkdir -p "$(dirname "$out")"
 ld -r --gc-sections "${roots[@]}" -o "$out.tmp" "${members[@]}"
 # ld -r leaves the symbols only removed sections referenced in the table as undefined (modpost would reject
-# them): drop every symbol no relocation needs (the global ghk_* definitions stay).
-objcopy --strip-unneeded "$out.tmp" "$out"
+# them): drop the undefined symbols no relocation refers to (local symbols stay, objtool needs them).
+readelf -rW "$out.tmp" | awk 'NF >= 5 && $1 ~ /^[0-9a-f]+$/ {print $5}' | sed 's/@.*//' | sort -u >"$work/referenced"
+nm -u "$out.tmp" | awk '{print $2}' | sort -u >"$work/undefined"
+comm -23 "$work/undefined" "$work/referenced" >"$work/unreferenced"
+objcopy --strip-symbols="$work/unreferenced" "$out.tmp" "$out"
 rm -f "$out.tmp"
 
 # ---- the allow-list check ------------------------------------------------------------------------------------

@@ -446,14 +446,25 @@ pub unsafe extern "C" fn ghk_task_barrier(w: *mut GhkTaskWord) -> u32 {
     unsafe { word(w) }.barrier().0
 }
 
+/// Where a status word is (`struct ghost_sw_info`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GhkSwInfo {
+    /// Region id.
+    pub id: u32,
+    /// Index in the region.
+    pub index: u32,
+}
+
 /// Where the word is: `{id, index}` for `GHOST_IOC_SW_GET_INFO`.
 ///
 /// # Safety
 /// As for [`ghk_task_wakeup`].
 #[no_mangle]
-pub unsafe extern "C" fn ghk_task_sw_info(w: *mut GhkTaskWord) -> GhostSwInfo {
+pub unsafe extern "C" fn ghk_task_sw_info(w: *mut GhkTaskWord) -> GhkSwInfo {
     // SAFETY: the caller's contract.
-    unsafe { word(w) }.info()
+    let GhostSwInfo { id, index } = unsafe { word(w) }.info();
+    GhkSwInfo { id, index }
 }
 
 /// `GHOST_IOC_ASSOC_QUEUE`'s barrier check: whether `seen` (the agent's last barrier) is stale.
