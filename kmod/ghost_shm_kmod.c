@@ -31,6 +31,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/nodemask.h>
 #include <linux/pid.h>
 #include <linux/proc_fs.h>
@@ -143,6 +144,8 @@ struct ghk_enclave {
 };
 
 static struct ghk_enclave *enc;
+static DEFINE_MUTEX(ctl_mutex);	/* serialises agent attach (first ctl open) */
+static int ctl_users;
 static DEFINE_PER_CPU(u64, ghk_cpu_seqnum);
 
 /* Called with enc->lock held. */
@@ -794,8 +797,35 @@ static long ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 }
 
+/*
+ * An agent attaches by opening the ctl device. When nobody else has it open, the previous agent is gone (closed,
+ * crashed or killed): like ghOSt destroying an enclave after its agent, the transactions are re-initialised so
+ * whatever it left in cpu_data (garbage, half-written transactions) cannot wedge the next agent.
+ */
+static int ctl_open(struct inode *inode, struct file *file)
+{
+	int first;
+
+	mutex_lock(&ctl_mutex);
+	first = ctl_users++ == 0;
+	if (first)
+		ghk_txn_init(&enc->txns, enc->cpu_mem, enc->cpu_size, nr_cpu_ids);
+	mutex_unlock(&ctl_mutex);
+	return 0;
+}
+
+static int ctl_release(struct inode *inode, struct file *file)
+{
+	mutex_lock(&ctl_mutex);
+	ctl_users--;
+	mutex_unlock(&ctl_mutex);
+	return 0;
+}
+
 static const struct file_operations ctl_fops = {
 	.owner = THIS_MODULE,
+	.open = ctl_open,
+	.release = ctl_release,
 	.unlocked_ioctl = ctl_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 };
