@@ -213,6 +213,10 @@ static int add_task_locked(struct task_struct *p, s64 parent_gtid, bool runnable
 
 	if (find_task(p))
 		return -EALREADY;
+	/* Checked under the lock: the exit probe takes it after PF_EXITING is set, so a task that passed its
+	 * exit probe without being tracked is never added (it would never be untracked). */
+	if (p->flags & (PF_EXITING | PF_KTHREAD))
+		return -ESRCH;
 	for (i = 0; i < GHK_MAX_TASKS; i++) {
 		if (!enc->tasks[i].used) {
 			t = &enc->tasks[i];
@@ -886,10 +890,6 @@ static ssize_t tasks_write(struct file *file, const char __user *ubuf, size_t co
 	if (p->tgid != current->tgid && !capable(CAP_SYS_NICE)) {
 		put_task_struct(p);
 		return -EPERM;
-	}
-	if (p->flags & (PF_KTHREAD | PF_EXITING)) {
-		put_task_struct(p);
-		return -EINVAL;
 	}
 	raw_spin_lock_irqsave(&enc->lock, flags);
 	err = add_task_locked(p, 0, READ_ONCE(p->__state) == TASK_RUNNING, p == current);

@@ -1,5 +1,6 @@
 //! Host tests of the C ABI: the same entry points the module calls, with the `ghk_hook_*` functions defined
 //! here over a test table, and the crate's agent side reading what they wrote.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use super::*;
 use core::cell::Cell;
@@ -140,13 +141,15 @@ fn commit_validates_the_task_barrier_and_latches_on_success() {
     let mut cmem = mem(len);
     let mut c = Box::new(GhkCpuData { opaque: [0; GHK_CPU_DATA_WORDS] });
     let gtid = (7i64 << 41) | 3;
-    TASK.with(|t| t.set(Some(GhkTaskInfo { barrier: 5, runnable: true, on_cpu: -1, enclave: 7, ..Default::default() })));
+    TASK.with(|t| {
+        t.set(Some(GhkTaskInfo { barrier: 5, runnable: true, on_cpu: -1, enclave: 7, ..Default::default() }))
+    });
     // SAFETY: as above.
     unsafe { assert_eq!(ghk_txn_init(&mut *c, cmem.as_mut_ptr().cast(), len, ncpus), 0) };
     let region = CpuData::new(raw(&mut cmem), ncpus).unwrap();
     let commit = |barrier: u32| {
         let mut a = region.agent(1).unwrap();
-        a.open().unwrap().target(Gtid(gtid)).task_barrier(barrier).commit();
+        let _pending = a.open().unwrap().target(Gtid(gtid)).task_barrier(barrier).commit();
         // SAFETY: `c` was initialised above.
         let r = unsafe { ghk_txn_commit(&*c, 0, 1, core::ptr::null_mut()) };
         (r, a.last_outcome().unwrap().map(|o| o.outcome))
@@ -164,7 +167,7 @@ fn commit_validates_the_task_barrier_and_latches_on_success() {
     // A group of one, all-or-nothing.
     {
         let mut a = region.agent(1).unwrap();
-        a.open().unwrap().target(Gtid(gtid)).task_barrier(5).commit();
+        let _pending = a.open().unwrap().target(Gtid(gtid)).task_barrier(5).commit();
     }
     let mut members = [0b10u64];
     // SAFETY: as above.

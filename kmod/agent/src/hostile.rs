@@ -102,8 +102,8 @@ pub fn run(seconds: f64) -> Result<(), String> {
                     let fd = fd as i32;
                     let mut d = fd;
                     let _ = sys::ioctl(ctl, sys::SET_DEFAULT_QUEUE, &mut d);
-                    let m = Mapping::new(fd, a.mapsize as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
-                        .ok();
+                    let m =
+                        Mapping::new(fd, a.mapsize as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED).ok();
                     if let Some((old, _)) = queue.replace((fd, m)) {
                         if rng.below(2) == 0 {
                             sys::close(old); // the old mapping stays (dropped below or now)
@@ -202,7 +202,8 @@ pub fn run(seconds: f64) -> Result<(), String> {
             9 => {
                 let swfd = sys::open(sys::SW, if rng.below(2) == 0 { libc::O_RDONLY } else { libc::O_RDWR });
                 if let Ok(fd) = swfd {
-                    let prot = [libc::PROT_READ, libc::PROT_READ | libc::PROT_WRITE, libc::PROT_EXEC][rng.below(3) as usize];
+                    let prot =
+                        [libc::PROT_READ, libc::PROT_READ | libc::PROT_WRITE, libc::PROT_EXEC][rng.below(3) as usize];
                     let len = [sw_bytes, 4096, sw_bytes * 2][rng.below(3) as usize];
                     let flags = if rng.below(2) == 0 { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
                     if let Ok(m) = Mapping::new(fd, len, prot, flags) {

@@ -349,7 +349,11 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
 
     // ---- checks ----------------------------------------------------------------------------------------------
     let dead = tasks.values().filter(|s| s.dead).count();
-    ck.check("threads_seen", tasks.len() >= nthreads && dead >= nthreads, format!("{} tracked, {dead} dead", tasks.len()));
+    ck.check(
+        "threads_seen",
+        tasks.len() >= nthreads && dead >= nthreads,
+        format!("{} tracked, {dead} dead", tasks.len()),
+    );
     ck.check("seqnums_strictly_increasing", t.seq_violations == 0, format!("{} violations", t.seq_violations));
     ck.check(
         "barrier_matches_seqnum",
@@ -362,14 +366,23 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         produced >= 0 && produced == t.consumed as i64 + overflow && consumer.overflow() as i64 == overflow,
         format!("produced {produced} consumed {} overflow {overflow} (ring {})", t.consumed, consumer.overflow()),
     );
-    ck.check("unexpected_none", t.unexpected.is_empty(), format!("{:?}", t.unexpected.iter().take(5).collect::<Vec<_>>()));
-    ck.check("stale_txns_refused", t.stale_probes > 0 && t.stale_refused == t.stale_probes, format!(
-        "{} of {} deliberately stale txns got TARGET_STALE",
-        t.stale_refused, t.stale_probes
-    ));
+    ck.check(
+        "unexpected_none",
+        t.unexpected.is_empty(),
+        format!("{:?}", t.unexpected.iter().take(5).collect::<Vec<_>>()),
+    );
+    ck.check(
+        "stale_txns_refused",
+        t.stale_probes > 0 && t.stale_refused == t.stale_probes,
+        format!("{} of {} deliberately stale txns got TARGET_STALE", t.stale_refused, t.stale_probes),
+    );
     let fake = commit(ctl, &txns, 0, (999_999i64 << 41) | 1, 1);
     ck.check("unknown_gtid_refused", fake == Some(TxnOutcome::TargetNotFound), format!("{fake:?}"));
-    ck.check("placements_committed", t.complete > 0, format!("{} complete of {} commits ({} raced stale, {} gone)", t.complete, t.commits, t.raced_stale, t.gone));
+    ck.check(
+        "placements_committed",
+        t.complete > 0,
+        format!("{} complete of {} commits ({} raced stale, {} gone)", t.complete, t.commits, t.raced_stale, t.gone),
+    );
     let mut placement_bad = Vec::new();
     let mut pinned_checked = 0;
     for o in &observed {
@@ -388,10 +401,11 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
             None => placement_bad.push(format!("tid {} never placed", o.tid)),
         }
     }
-    ck.check("placements_real", placement_bad.is_empty() && pinned_checked == nthreads, format!(
-        "{pinned_checked} threads: sched_getcpu()==target {:?}",
-        placement_bad
-    ));
+    ck.check(
+        "placements_real",
+        placement_bad.is_empty() && pinned_checked == nthreads,
+        format!("{pinned_checked} threads: sched_getcpu()==target {:?}", placement_bad),
+    );
     let d = |k: &str| get(k) - sys::stat(&stats_before, k).unwrap_or(0);
     println!(
         "BENCH messages {} in {elapsed:.2} s = {:.0} msg/s produced from real scheduler events; produce cost {:.0} ns/msg (module's own clock, {} calls); by type {:?}",
@@ -401,9 +415,13 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         d("produce_calls"),
         t.by_type
     );
-    println!("STATS txn_complete {} txn_stale {} placements {}", get("txn_complete"), get("txn_stale"), get("placements"));
-    drop(consumer);
-    drop((qmap, swmap, cdmap));
+    println!(
+        "STATS txn_complete {} txn_stale {} placements {}",
+        get("txn_complete"),
+        get("txn_stale"),
+        get("placements")
+    );
+    // The mappings (declared before the handles built on them) are unmapped when this function returns.
     for fd in [qfd, swfd, cdfd, ctl] {
         sys::close(fd);
     }
@@ -432,4 +450,37 @@ fn commit(ctl: i32, txns: &CpuData<sys::Region>, cpu: u32, gtid: i64, barrier: u
     let mut arg = sys::CommitTxn { mask_ptr: mask.as_ptr() as u64, mask_len: 128, flags: 0 };
     sys::ioctl(ctl, sys::COMMIT_TXN, &mut arg).ok()?;
     pending.poll().ok().flatten().map(|o| o.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_parse_and_bad_ones_are_refused() {
+        let o = parse_opts(&args(&["--threads", "8", "--seconds", "1.5"])).unwrap();
+        assert_eq!((o.threads, o.seconds), (8, 1.5));
+        for bad in
+            [&["--threads"][..], &["--threads", "0"], &["--threads", "x"], &["--seconds", "-1"], &["--what", "1"]]
+        {
+            assert!(parse_opts(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ioctl_numbers_are_abi_91() {
+        // Values measured with gcc from ghOSt's ABI 91 uapi header (../shared/abi91-consts.txt).
+        assert_eq!(sys::SW_GET_INFO, 3222824705);
+        assert_eq!(sys::SW_FREE, 1074292482);
+        assert_eq!(sys::CREATE_QUEUE, 3222824707);
+        assert_eq!(sys::ASSOC_QUEUE, 1075865348);
+        assert_eq!(sys::SET_DEFAULT_QUEUE, 1074030341);
+        assert_eq!(sys::CONFIG_QUEUE_WAKEUP, 1075341062);
+        assert_eq!(sys::COMMIT_TXN, 1074816776);
+        assert_eq!(sys::SYNC_GROUP_TXN, 1074816777);
+    }
 }

@@ -89,8 +89,16 @@ pub const COMMIT_TXN: u32 = ioc(W, 8, size_of::<CommitTxn>());
 pub const SYNC_GROUP_TXN: u32 = ioc(W, 9, size_of::<CommitTxn>());
 
 /// Every ioctl number the module implements (the hostile mode picks among them).
-pub const ALL_IOCTLS: [u32; 8] =
-    [SW_GET_INFO, SW_FREE, CREATE_QUEUE, ASSOC_QUEUE, SET_DEFAULT_QUEUE, CONFIG_QUEUE_WAKEUP, COMMIT_TXN, SYNC_GROUP_TXN];
+pub const ALL_IOCTLS: [u32; 8] = [
+    SW_GET_INFO,
+    SW_FREE,
+    CREATE_QUEUE,
+    ASSOC_QUEUE,
+    SET_DEFAULT_QUEUE,
+    CONFIG_QUEUE_WAKEUP,
+    COMMIT_TXN,
+    SYNC_GROUP_TXN,
+];
 
 fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     if r < 0 {
