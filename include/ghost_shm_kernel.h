@@ -227,6 +227,13 @@ int32_t ghk_task_dead(struct GhkTaskWord *w,
 // As for [`ghk_task_wakeup`].
 uint32_t ghk_task_barrier(struct GhkTaskWord *w);
 
+// Whether the word says RUNNABLE (set by TASK_NEW/TASK_WAKEUP, cleared with TASK_BLOCKED): the runnable state
+// that goes with the barrier, for transaction validation.
+//
+// # Safety
+// As for [`ghk_task_wakeup`].
+bool ghk_task_runnable(struct GhkTaskWord *w);
+
 // Where the word is: `{id, index}` for `GHOST_IOC_SW_GET_INFO`.
 //
 // # Safety

@@ -399,7 +399,8 @@ bool ghk_hook_lookup(void *ctx, int64_t gtid, GhkTaskInfo *out)
 	if (t) {
 		memset(out, 0, sizeof(*out));
 		out->barrier = ghk_task_barrier(&t->w);
-		out->runnable = READ_ONCE(t->p->__state) == TASK_RUNNING || READ_ONCE(t->p->on_rq);
+		/* The word's RUNNABLE changes with the barrier, in one critical section (as ghOSt's does). */
+		out->runnable = ghk_task_runnable(&t->w);
 		/* Placement (unlike dispatch) also applies to a running thread: none is reported on a CPU. */
 		out->on_cpu = -1;
 		out->enclave = GHK_ENCLAVE_ID;

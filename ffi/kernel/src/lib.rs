@@ -446,6 +446,17 @@ pub unsafe extern "C" fn ghk_task_barrier(w: *mut GhkTaskWord) -> u32 {
     unsafe { word(w) }.barrier().0
 }
 
+/// Whether the word says RUNNABLE (set by TASK_NEW/TASK_WAKEUP, cleared with TASK_BLOCKED): the runnable state
+/// that goes with the barrier, for transaction validation.
+///
+/// # Safety
+/// As for [`ghk_task_wakeup`].
+#[no_mangle]
+pub unsafe extern "C" fn ghk_task_runnable(w: *mut GhkTaskWord) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { word(w) }.flags().contains(SwFlags::TASK_RUNNABLE)
+}
+
 /// Where a status word is (`struct ghost_sw_info`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

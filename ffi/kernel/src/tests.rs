@@ -82,8 +82,10 @@ fn task_events_reach_the_consumer_with_the_barrier_as_seqnum() {
         assert_eq!(ghk_task_switch_out(&mut w, &*q, GhkSwitchOut::Preempt, 10, 1, 0), 0);
         ghk_task_switch_in(&mut w, 100);
         assert_eq!(ghk_task_switch_out(&mut w, &*q, GhkSwitchOut::Blocked, 20, 1, 0), 0);
+        assert!(!ghk_task_runnable(&mut w));
         assert_eq!(ghk_task_wakeup(&mut w, &*q, 1, 1, 0), 0);
         assert_eq!(ghk_task_barrier(&mut w), 4);
+        assert!(ghk_task_runnable(&mut w));
         let info = ghk_task_sw_info(&mut w);
         assert!(ghk_task_is_stale(&mut w, 3));
         assert!(!ghk_task_is_stale(&mut w, 4));

@@ -141,6 +141,11 @@ struct Tally {
     unexpected: Vec<String>,
     stale_probes: u64,
     stale_refused: u64,
+    sw_info_ok: u64,
+    assoc_raced: u64,
+    by_queue2: u64,
+    groups_ok: u64,
+    groups_failed: u64,
     by_type: HashMap<&'static str, u64>,
 }
 
@@ -185,6 +190,16 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
     // The queue's slot, for the module's per-queue counters.
     let slot = sys::stat(&sys::stats().map_err(err(sys::STATS))?, "default_queue").map_err(|e| e.to_string())?;
 
+    // A second queue, for ASSOC_QUEUE (1024 slots: its line in the stats is told apart by that).
+    let mut cq2 = sys::CreateQueue { elems: 1024, node: 0, ..Default::default() };
+    let qfd2 = sys::ioctl(ctl, sys::CREATE_QUEUE, &mut cq2).map_err(err("GHOST_IOC_CREATE_QUEUE"))? as i32;
+    let qmap2 = Mapping::new(qfd2, cq2.mapsize as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
+        .map_err(err("mmap queue 2"))?;
+    let st2 = sys::stats().map_err(err(sys::STATS))?;
+    let slot2 = (0..16)
+        .find(|i| *i != slot && sys::stat(&st2, &format!("queue{i}_nelems")).ok() == Some(1024))
+        .ok_or("the second queue is not in the stats")?;
+
     // Status words: read-only mapping only.
     let swfd = sys::open(sys::SW, libc::O_RDONLY).map_err(err(sys::SW))?;
     let w = Mapping::new(swfd, sw_bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED);
@@ -209,8 +224,9 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         .map_err(err("mmap cpu_data"))?;
 
     // SAFETY: the mappings live until the end of this function, after every handle.
-    let (qr, swr, cdr) = unsafe { (qmap.region(), swmap.region(), cdmap.region()) };
+    let (qr, qr2, swr, cdr) = unsafe { (qmap.region(), qmap2.region(), swmap.region(), cdmap.region()) };
     let mut consumer = Consumer::attach(qr).map_err(|e| format!("queue: {e}"))?;
+    let mut consumer2 = Consumer::attach(qr2).map_err(|e| format!("queue 2: {e}"))?;
     let reader = Reader::attach(swr).map_err(|e| format!("status words: {e}"))?;
     let txns = CpuData::new(cdr, ncpus).map_err(|e| format!("cpu_data: {e}"))?;
 
@@ -225,6 +241,9 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
 
     let mut tasks: HashMap<i64, TaskState> = HashMap::new();
     let mut touched: Vec<i64> = Vec::new();
+    let mut assoc_gtid: Option<i64> = None;
+    let mut assoc_state = 0u8;
+    let mut batches = 0u64;
     let mut t = Tally::default();
     let mut next_home = 0u32;
     let start = Instant::now();
@@ -235,6 +254,10 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
     loop {
         let mut batch: Vec<(u32, Message)> = Vec::new();
         consumer.drain(|d| batch.push((d.seqnum, d.message))).map_err(|e| format!("queue: {e}"))?;
+        // After the first queue: a thread's messages move to queue 2 only once its barrier equals the seqnum
+        // of its last message consumed here, so every message of queue 1 precedes those of queue 2.
+        t.by_queue2 +=
+            consumer2.drain(|d| batch.push((d.seqnum, d.message))).map_err(|e| format!("queue 2: {e}"))? as u64;
         for (seq, msg) in batch {
             t.consumed += 1;
             let (gtid, kind, runnable) = match msg {
@@ -255,6 +278,18 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
                 ts.sw_index = Some((p.sw_info.id, p.sw_info.index));
                 ts.home = next_home % ncpus;
                 next_home += 1;
+                // SW_GET_INFO says where the word is, as TASK_NEW did.
+                let mut g =
+                    sys::SwGetInfo { request: sys::MsgSrc { ty: 1, pad: 0, arg: gtid as u64 }, ..Default::default() };
+                match sys::ioctl(ctl, sys::SW_GET_INFO, &mut g) {
+                    Ok(_) if (g.id, g.index) == (p.sw_info.id, p.sw_info.index) => t.sw_info_ok += 1,
+                    r => {
+                        t.unexpected.push(format!("SW_GET_INFO {r:?} {}/{} vs TASK_NEW {:?}", g.id, g.index, p.sw_info))
+                    }
+                }
+                if assoc_gtid.is_none() {
+                    assoc_gtid = Some(gtid);
+                }
             }
             if ts.msgs > 0 && seq <= ts.last_seq {
                 t.seq_violations += 1;
@@ -288,6 +323,69 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         }
         // The policy, once per batch for every thread it mentioned, with the seqnum of its latest message as the
         // task barrier (a message produced since makes the kernel refuse it as stale: that is the protocol).
+        // ASSOC_QUEUE: the first thread moves to queue 2 (a stale barrier first: ESTALE; then its barrier,
+        // retried while a newer message races it).
+        if let Some(g) = assoc_gtid.filter(|_| placing && assoc_state < 3) {
+            if let Some(ts) = tasks.get(&g).filter(|ts| !ts.dead) {
+                let stale = assoc_state == 0;
+                let barrier = if stale { ts.last_seq.wrapping_sub(1) } else { ts.last_seq };
+                let mut a = sys::AssocQueue {
+                    fd: qfd2,
+                    src: sys::MsgSrc { ty: 1, pad: 0, arg: g as u64 },
+                    barrier,
+                    ..Default::default()
+                };
+                let r = sys::ioctl(ctl, sys::ASSOC_QUEUE, &mut a);
+                match (assoc_state, r) {
+                    (0, Err(e)) if e.raw_os_error() == Some(libc::ESTALE) => assoc_state = 1,
+                    (1, Ok(0)) => assoc_state = 2,
+                    (2, Ok(1)) => assoc_state = 3, // ALREADY
+                    (1 | 2, Err(e)) if e.raw_os_error() == Some(libc::ESTALE) => t.assoc_raced += 1,
+                    (st, r) => {
+                        t.unexpected.push(format!("ASSOC_QUEUE step {st}: {r:?}"));
+                        assoc_state = 3;
+                    }
+                }
+            }
+        }
+        // SYNC_GROUP_TXN every 16th batch: the touched runnable threads, one per CPU, all or none.
+        batches += 1;
+        if placing && batches % 16 == 0 {
+            let members: Vec<i64> = touched
+                .iter()
+                .copied()
+                .filter(|g| tasks.get(g).is_some_and(|s| s.runnable && !s.dead))
+                .take(ncpus.min(64) as usize)
+                .collect();
+            if members.len() >= 2 {
+                let mut handles: Vec<_> = (0..members.len() as u32).filter_map(|c| txns.agent(c).ok()).collect();
+                let mut pend = Vec::new();
+                let mut mask = [0u64; 16];
+                for (c, (h, g)) in handles.iter_mut().zip(&members).enumerate() {
+                    if let Ok(o) = h.open() {
+                        pend.push((c as u32, *g, o.target(Gtid(*g)).task_barrier(tasks[g].last_seq).commit()));
+                        mask[0] |= 1 << c;
+                    }
+                }
+                let mut arg = sys::CommitTxn { mask_ptr: mask.as_ptr() as u64, mask_len: 128, flags: 0 };
+                let r = sys::ioctl(ctl, sys::SYNC_GROUP_TXN, &mut arg);
+                let outcomes: Vec<_> =
+                    pend.iter().map(|(_, _, p)| p.poll().ok().flatten().map(|o| o.outcome)).collect();
+                match r {
+                    Ok(1) if outcomes.iter().all(|o| *o == Some(TxnOutcome::Complete)) => {
+                        t.groups_ok += 1;
+                        for (c, g, _) in &pend {
+                            if let Some(ts) = tasks.get_mut(g) {
+                                ts.home = *c;
+                                ts.last_placed = Some(*c);
+                            }
+                        }
+                    }
+                    Ok(0) if outcomes.iter().any(|o| o.is_some_and(|o| !o.is_success())) => t.groups_failed += 1,
+                    r => t.unexpected.push(format!("SYNC_GROUP_TXN {r:?} outcomes {outcomes:?}")),
+                }
+            }
+        }
         for gtid in touched.drain(..) {
             let Some(ts) = tasks.get_mut(&gtid) else { continue };
             if !placing || !ts.runnable || ts.dead {
@@ -331,7 +429,8 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         if !placing && workers.iter().all(|w| w.is_finished()) {
             let deadline = *dead_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(5));
             let all_dead = tasks.values().filter(|s| s.dead).count() >= nthreads;
-            if (all_dead && !consumer.has_pending().unwrap_or(true)) || Instant::now() > deadline {
+            let pending = consumer.has_pending().unwrap_or(true) || consumer2.has_pending().unwrap_or(true);
+            if (all_dead && !pending) || Instant::now() > deadline {
                 break;
             }
         }
@@ -344,8 +443,9 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let st = sys::stats().map_err(err(sys::STATS))?;
     let get = |k: &str| sys::stat(&st, k).unwrap_or(-1);
-    let produced = get(&format!("queue{slot}_produced"));
-    let overflow = get(&format!("queue{slot}_overflow"));
+    let produced = get(&format!("queue{slot}_produced")) + get(&format!("queue{slot2}_produced"));
+    let overflow = get(&format!("queue{slot}_overflow")) + get(&format!("queue{slot2}_overflow"));
+    let ring_overflow = consumer.overflow() as i64 + consumer2.overflow() as i64;
 
     // ---- checks ----------------------------------------------------------------------------------------------
     let dead = tasks.values().filter(|s| s.dead).count();
@@ -360,11 +460,32 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         t.barrier_violations == 0 && t.dead_barrier_mismatch == 0,
         format!("{} barrier<seqnum, {} dead barrier!=seqnum", t.barrier_violations, t.dead_barrier_mismatch),
     );
+    let mut g =
+        sys::SwGetInfo { request: sys::MsgSrc { ty: 1, pad: 0, arg: (999_999u64 << 41) | 1 }, ..Default::default() };
+    let unknown = sys::ioctl(ctl, sys::SW_GET_INFO, &mut g).err().and_then(|e| e.raw_os_error());
+    ck.check(
+        "sw_get_info",
+        t.sw_info_ok as usize == tasks.len() && unknown == Some(libc::ENOENT),
+        format!("{} of {} match TASK_NEW's sw_info; unknown gtid -> errno {unknown:?}", t.sw_info_ok, tasks.len()),
+    );
+    ck.check(
+        "assoc_queue",
+        assoc_state == 3 && t.by_queue2 > 0,
+        format!(
+            "stale barrier ESTALE, then moved, then ALREADY (step {assoc_state}, {} raced); {} messages via queue 2",
+            t.assoc_raced, t.by_queue2
+        ),
+    );
+    ck.check(
+        "sync_group_txn",
+        t.groups_ok > 0,
+        format!("{} groups committed, {} refused as a whole", t.groups_ok, t.groups_failed),
+    );
     ck.check("sw_free_after_dead", t.sw_free_errors == 0, format!("{} errors", t.sw_free_errors));
     ck.check(
         "produced_eq_consumed_plus_overflow",
-        produced >= 0 && produced == t.consumed as i64 + overflow && consumer.overflow() as i64 == overflow,
-        format!("produced {produced} consumed {} overflow {overflow} (ring {})", t.consumed, consumer.overflow()),
+        produced >= 0 && produced == t.consumed as i64 + overflow && ring_overflow == overflow,
+        format!("produced {produced} consumed {} overflow {overflow} (rings {ring_overflow}), 2 queues", t.consumed),
     );
     ck.check(
         "unexpected_none",
@@ -422,7 +543,7 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         get("placements")
     );
     // The mappings (declared before the handles built on them) are unmapped when this function returns.
-    for fd in [qfd, swfd, cdfd, ctl] {
+    for fd in [qfd, qfd2, swfd, cdfd, ctl] {
         sys::close(fd);
     }
     if ck.failed == 0 {
