@@ -436,8 +436,35 @@ int64_t ghk_hook_now_ns(void *ctx)
 	return ktime_get_ns();
 }
 
+/*
+ * A sync group's placements wait for the group's verdict: applied together when every member committed, none
+ * when the group failed (ghOSt un-latches a failed group's members; here they are simply never placed).
+ */
+struct ghk_group {
+	unsigned int n;
+	struct { u32 cpu; s64 gtid; } member[];
+};
+
+static void place(uint32_t cpu, int64_t gtid);
+
 /* The success action: placement. Called without locks, from the ioctl (may sleep). */
 uint64_t ghk_hook_latch(void *ctx, uint32_t cpu, int64_t gtid, bool already_on_cpu)
+{
+	struct ghk_group *g = ctx;
+
+	if (g) {
+		if (g->n < nr_cpu_ids) {
+			g->member[g->n].cpu = cpu;
+			g->member[g->n].gtid = gtid;
+			g->n++;
+		}
+	} else {
+		place(cpu, gtid);
+	}
+	return per_cpu(ghk_cpu_seqnum, cpu);
+}
+
+static void place(uint32_t cpu, int64_t gtid)
 {
 	struct task_struct *p = NULL;
 	struct ghk_task *t;
@@ -461,7 +488,6 @@ uint64_t ghk_hook_latch(void *ctx, uint32_t cpu, int64_t gtid, bool already_on_c
 			enc->placements++;
 		raw_spin_unlock_irqrestore(&enc->lock, flags);
 	}
-	return per_cpu(ghk_cpu_seqnum, cpu);
 }
 
 /* ---- mmap: ghOSt's rules ------------------------------------------------------------------------------------ */
@@ -769,7 +795,16 @@ static long ioc_commit(void __user *uarg, bool group)
 	if (nr_cpu_ids % 64)
 		mask[nwords - 1] &= (1ULL << (nr_cpu_ids % 64)) - 1;
 	if (group) {
-		r = ghk_txn_group(&enc->txns, claimer, mask, nwords, NULL);
+		struct ghk_group *g = kzalloc(struct_size(g, member, nr_cpu_ids), GFP_KERNEL);
+		unsigned int i;
+
+		if (!g)
+			return -ENOMEM;
+		r = ghk_txn_group(&enc->txns, claimer, mask, nwords, g);
+		if (r == 1)
+			for (i = 0; i < g->n; i++)
+				place(g->member[i].cpu, g->member[i].gtid);
+		kfree(g);
 		raw_spin_lock_irqsave(&enc->lock, flags);
 		if (r == 1)
 			enc->groups_ok++;

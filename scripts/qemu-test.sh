@@ -81,10 +81,12 @@ echo QEMU_TEST_MODULE_LOAD > /dev/kmsg
 insmod /ghost_shm.ko; echo "INSMOD_RC=\$?"
 /bin/agent test --threads $threads --seconds $seconds; echo "AGENT_TEST_RC=\$?"
 /bin/agent stats
+grep -E '^(overflow|txn_failed) ' /proc/ghost_shm/stats | sed 's/^/PRE_HOSTILE_STAT /'
 /bin/agent hostile --seconds 60 & hp=\$!
 sleep 4; kill -9 \$hp; wait \$hp; echo "HOSTILE_KILLED_RC=\$?"
 /bin/agent hostile --seconds 3; echo "HOSTILE_RC=\$?"
-/bin/agent test --threads 2 --seconds 1; echo "AGENT_RETEST_RC=\$?"
+grep -E '^(overflow|txn_failed|txn_not_claimed|groups_failed) ' /proc/ghost_shm/stats | sed 's/^/HOSTILE_STAT /'
+/bin/agent test --threads 2 --seconds 2; echo "AGENT_RETEST_RC=\$?"
 sleep 1
 rmmod ghost_shm; echo "RMMOD_RC=\$?"
 echo "DMESG_BEGIN"; dmesg; echo "DMESG_END"
@@ -100,7 +102,7 @@ timeout "$boot_timeout" qemu-system-x86_64 -accel tcg -smp 2 -m 512 -kernel "$vm
   -initrd "$out/initramfs.cpio.gz" -append 'console=ttyS0 panic=-1 loglevel=4' \
   -nographic -no-reboot -monitor none -serial stdio </dev/null >"$log" 2>&1 || true
 echo "boot to poweroff: $((SECONDS - t0)) s; serial log: $log"
-tr -d '\r' <"$log" | grep -E '^(GUEST|CHECK|BENCH|STATS|RESULT|HOSTILE|INSMOD_RC|AGENT_|RMMOD_RC|ghost-shm-kmod-agent)' || true
+tr -d '\r' <"$log" | grep -E '^(GUEST|CHECK|BENCH|STATS|RESULT|HOSTILE|PRE_HOSTILE_STAT|INSMOD_RC|AGENT_|RMMOD_RC|ghost-shm-kmod-agent)' || true
 
 step "verdict"
 clean="$(tr -d '\r' <"$log")"
@@ -114,6 +116,13 @@ expect "HOSTILE_RC=0"
 expect "AGENT_RETEST_RC=0"
 expect "RMMOD_RC=0"
 expect "DMESG_END"
+# The hostile agent must have reached the module's refusals: garbage tails counted as overflow, garbage
+# transactions failed (else it tested nothing).
+for k in overflow txn_failed; do
+  before="$(sed -n "s/^PRE_HOSTILE_STAT $k //p" <<<"$clean")"
+  after="$(sed -n "s/^HOSTILE_STAT $k //p" <<<"$clean")"
+  [ "${after:-0}" -gt "${before:-0}" ] || { echo "qemu-test: the hostile agent caused no $k ($before -> $after)" >&2; fail=1; }
+done
 kmsg="$(sed -n '/^DMESG_BEGIN$/,/^DMESG_END$/p' <<<"$clean" | sed -n '/QEMU_TEST_MODULE_LOAD/,$p')"
 [ -n "$kmsg" ] || { echo "qemu-test: no kernel log after the module load" >&2; fail=1; }
 bad="$(grep -E 'BUG|WARNING|Oops|general protection|lockdep|possible circular locking|INFO: rcu|soft lockup|hung_task|Call Trace|kernel panic' <<<"$kmsg" || true)"

@@ -348,9 +348,10 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
                 }
             }
         }
-        // SYNC_GROUP_TXN every 16th batch: the touched runnable threads, one per CPU, all or none.
+        // SYNC_GROUP_TXN: the touched runnable threads, one per CPU, all or none; every batch until one group
+        // committed, then every 16th.
         batches += 1;
-        if placing && batches % 16 == 0 {
+        if placing && (t.groups_ok == 0 || batches % 16 == 0) {
             let members: Vec<i64> = touched
                 .iter()
                 .copied()
