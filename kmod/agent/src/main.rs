@@ -13,6 +13,8 @@
 //! the seqnum of its latest message") committed with `GHOST_IOC_COMMIT_TXN`. The module enforces a committed
 //! transaction as placement (the thread's allowed CPUs become {c}), not as ghOSt's dispatch.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod hostile;
 mod sys;
 
