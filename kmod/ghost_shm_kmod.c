@@ -1039,6 +1039,8 @@ static int __init ghk_init(void)
 	for (i = 0; i < ARRAY_SIZE(probes); i++) {
 		if (!probes[i].tp) {
 			pr_err("ghost_shm: tracepoint %s not found\n", probes[i].name);
+			for (i = 0; i < ARRAY_SIZE(probes); i++)
+				probes[i].tp = NULL;	/* none registered: nothing to unregister */
 			err = -ENOENT;
 			goto probes;
 		}

@@ -226,7 +226,7 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         .map_err(err("mmap cpu_data"))?;
 
     // SAFETY: the mappings live until the end of this function, after every handle.
-    let (qr, qr2, swr, cdr) = unsafe { (qmap.region(), qmap2.region(), swmap.region(), cdmap.region()) };
+    let (qr, qr2, swr, cdr) = unsafe { (qmap.region()?, qmap2.region()?, swmap.region()?, cdmap.region()?) };
     let mut consumer = Consumer::attach(qr).map_err(|e| format!("queue: {e}"))?;
     let mut consumer2 = Consumer::attach(qr2).map_err(|e| format!("queue 2: {e}"))?;
     let reader = Reader::attach(swr).map_err(|e| format!("status words: {e}"))?;

@@ -151,9 +151,9 @@ impl Mapping {
     ///
     /// # Safety
     /// The mapping outlives every handle built on the region.
-    pub unsafe fn region(&self) -> Region {
+    pub unsafe fn region(&self) -> Result<Region, String> {
         // SAFETY: the caller's contract; the mapping is page aligned.
-        unsafe { ghost_shm::shm::RawRegion::new(self.ptr, self.len) }.expect("mmap returns an aligned pointer")
+        unsafe { ghost_shm::shm::RawRegion::new(self.ptr, self.len) }.map_err(|e| format!("mapping: {e}"))
     }
 }
 
