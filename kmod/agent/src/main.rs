@@ -202,24 +202,37 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         .find(|i| *i != slot && sys::stat(&st2, &format!("queue{i}_nelems")).ok() == Some(1024))
         .ok_or("the second queue is not in the stats")?;
 
-    // Status words: read-only mapping only.
-    let swfd = sys::open(sys::SW, libc::O_RDONLY).map_err(err(sys::SW))?;
-    let w = Mapping::new(swfd, sw_bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED);
-    ck.check("sw_mmap_write_refused", w.is_err(), format!("{:?}", w.as_ref().err()));
+    // Status words: read-only mapping only. Opened read-write (root may), so that the module's own checks
+    // decide, not the VFS's refusal of a writable shared mapping of a read-only descriptor.
+    let swrw = sys::open(sys::SW, libc::O_RDWR).map_err(err(sys::SW))?;
+    let w = Mapping::new(swrw, sw_bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED);
+    let e = w.as_ref().err().and_then(|e| e.raw_os_error());
+    ck.check("sw_mmap_write_refused", e == Some(libc::EINVAL), format!("errno {e:?}"));
     drop(w);
-    let p = Mapping::new(swfd, sw_bytes, libc::PROT_READ, libc::MAP_PRIVATE);
-    ck.check("sw_mmap_private_refused", p.is_err(), format!("{:?}", p.as_ref().err()));
+    let p = Mapping::new(swrw, sw_bytes, libc::PROT_READ, libc::MAP_PRIVATE);
+    let e = p.as_ref().err().and_then(|e| e.raw_os_error());
+    ck.check("sw_mmap_private_refused", e == Some(libc::EINVAL), format!("errno {e:?}"));
     drop(p);
+    let ro = Mapping::new(swrw, sw_bytes, libc::PROT_READ, libc::MAP_SHARED).map_err(err("mmap sw"))?;
+    // SAFETY: our mapping; mprotect only asks (VM_MAYWRITE cleared by the module: EACCES).
+    let mp = unsafe { libc::mprotect(ro.ptr.cast(), sw_bytes, libc::PROT_READ | libc::PROT_WRITE) };
+    let e = (mp != 0).then(|| std::io::Error::last_os_error().raw_os_error()).flatten();
+    ck.check("sw_mprotect_write_refused", e == Some(libc::EACCES), format!("mprotect errno {e:?}"));
+    drop(ro);
+    sys::close(swrw);
+    let swfd = sys::open(sys::SW, libc::O_RDONLY).map_err(err(sys::SW))?;
     let swmap = Mapping::new(swfd, sw_bytes, libc::PROT_READ, libc::MAP_SHARED).map_err(err("mmap sw"))?;
-    // SAFETY: our mapping; mprotect only asks.
-    let mp = unsafe { libc::mprotect(swmap.ptr.cast(), sw_bytes, libc::PROT_READ | libc::PROT_WRITE) };
-    ck.check("sw_mprotect_write_refused", mp != 0, format!("mprotect -> {mp}"));
     let x = Mapping::new(qfd, cq.mapsize as usize, libc::PROT_READ | libc::PROT_EXEC, libc::MAP_SHARED);
-    ck.check("queue_mmap_exec_refused", x.is_err(), format!("{:?}", x.as_ref().err()));
+    let e = x.as_ref().err().and_then(|e| e.raw_os_error());
+    ck.check("queue_mmap_exec_refused", e == Some(libc::EACCES), format!("errno {e:?}"));
     drop(x);
     let short = Mapping::new(qfd, 4096, libc::PROT_READ, libc::MAP_SHARED);
-    ck.check("queue_mmap_wrong_size_refused", short.is_err(), format!("{:?}", short.as_ref().err()));
+    let e = short.as_ref().err().and_then(|e| e.raw_os_error());
+    ck.check("queue_mmap_wrong_size_refused", e == Some(libc::EINVAL), format!("errno {e:?}"));
     drop(short);
+    // Not inherited across fork: a child touching the queue mapping dies of SIGSEGV (no threads exist yet).
+    let sig = child_touch(qmap.ptr);
+    ck.check("mapping_not_inherited", sig == Some(libc::SIGSEGV), format!("child ended by signal {sig:?}"));
 
     let cdfd = sys::open(sys::CPU_DATA, libc::O_RDWR).map_err(err(sys::CPU_DATA))?;
     let cdmap = Mapping::new(cdfd, cpu_bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
@@ -556,6 +569,26 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         println!("RESULT FAIL");
         Err(format!("{} check(s) failed", ck.failed))
     }
+}
+
+/// Forks a child that reads the byte at `p` and exits 0; the signal that ended it, if any.
+fn child_touch(p: *const u8) -> Option<i32> {
+    // SAFETY: called while this process has a single thread; the child only reads and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child: a read of a (possibly unmapped) address, then _exit without unwinding.
+        unsafe {
+            std::ptr::read_volatile(p);
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        return None;
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status))
 }
 
 /// Commits "run `gtid` on `cpu`, task barrier `barrier`" on `cpu`'s transaction and returns its outcome
