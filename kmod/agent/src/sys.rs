@@ -1,0 +1,217 @@
+//! The module's files, ABI 91 ioctls and mappings (raw `libc` calls; every failure is an `io::Error`).
+
+use std::ffi::CString;
+use std::io;
+
+/// The shared-memory backend of every region (the core's `RawRegion` is getting a lifetime: adapt here).
+pub type Region = ghost_shm::shm::RawRegion;
+
+pub const CTL: &str = "/dev/ghost_shm";
+pub const SW: &str = "/dev/ghost_shm_sw";
+pub const CPU_DATA: &str = "/dev/ghost_shm_cpu_data";
+pub const TASKS: &str = "/proc/ghost_shm/tasks";
+pub const STATS: &str = "/proc/ghost_shm/stats";
+
+const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
+    (dir << 30) | ((size as u32) << 16) | (0x67 << 8) | nr
+}
+const W: u32 = 1;
+const RW: u32 = 3;
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct MsgSrc {
+    pub ty: u32,
+    pub pad: u32,
+    pub arg: u64,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct SwGetInfo {
+    pub request: MsgSrc,
+    pub id: u32,
+    pub index: u32,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct SwInfo {
+    pub id: u32,
+    pub index: u32,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct CreateQueue {
+    pub elems: i32,
+    pub node: i32,
+    pub flags: i32,
+    pub pad: u32,
+    pub mapsize: u64,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct AssocQueue {
+    pub fd: i32,
+    pub pad: u32,
+    pub src: MsgSrc,
+    pub barrier: u32,
+    pub flags: i32,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct AgentWakeup {
+    pub cpu: i32,
+    pub prio: i32,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct ConfigQueueWakeup {
+    pub qfd: i32,
+    pub pad: u32,
+    pub w: u64,
+    pub ninfo: i32,
+    pub flags: i32,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct CommitTxn {
+    pub mask_ptr: u64,
+    pub mask_len: u32,
+    pub flags: i32,
+}
+
+pub const SW_GET_INFO: u32 = ioc(RW, 1, size_of::<SwGetInfo>());
+pub const SW_FREE: u32 = ioc(W, 2, size_of::<SwInfo>());
+pub const CREATE_QUEUE: u32 = ioc(RW, 3, size_of::<CreateQueue>());
+pub const ASSOC_QUEUE: u32 = ioc(W, 4, size_of::<AssocQueue>());
+pub const SET_DEFAULT_QUEUE: u32 = ioc(W, 5, 4);
+pub const CONFIG_QUEUE_WAKEUP: u32 = ioc(W, 6, size_of::<ConfigQueueWakeup>());
+pub const COMMIT_TXN: u32 = ioc(W, 8, size_of::<CommitTxn>());
+pub const SYNC_GROUP_TXN: u32 = ioc(W, 9, size_of::<CommitTxn>());
+
+/// Every ioctl number the module implements (the hostile mode picks among them).
+pub const ALL_IOCTLS: [u32; 8] = [
+    SW_GET_INFO,
+    SW_FREE,
+    CREATE_QUEUE,
+    ASSOC_QUEUE,
+    SET_DEFAULT_QUEUE,
+    CONFIG_QUEUE_WAKEUP,
+    COMMIT_TXN,
+    SYNC_GROUP_TXN,
+];
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `ioctl(fd, cmd, arg)` with any argument (also deliberately invalid pointers).
+pub fn ioctl_raw(fd: i32, cmd: u32, arg: usize) -> io::Result<libc::c_long> {
+    // SAFETY: the kernel validates the argument; a bad pointer yields EFAULT, never a fault in this process.
+    cvt(unsafe { libc::ioctl(fd, cmd as _, arg) } as libc::c_long)
+}
+
+/// `ioctl(fd, cmd, &mut arg)`.
+pub fn ioctl<T>(fd: i32, cmd: u32, arg: &mut T) -> io::Result<libc::c_long> {
+    ioctl_raw(fd, cmd, arg as *mut T as usize)
+}
+
+pub fn open(path: &str, flags: i32) -> io::Result<i32> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    cvt(fd as libc::c_long).map(|_| fd)
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: closing a descriptor this program owns (or a stale one: EBADF, harmless).
+    unsafe { libc::close(fd) };
+}
+
+/// A mapping, unmapped on drop.
+pub struct Mapping {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+impl Mapping {
+    pub fn new(fd: i32, len: usize, prot: i32, flags: i32) -> io::Result<Mapping> {
+        // SAFETY: a fresh mapping chosen by the kernel; nothing of ours is overwritten.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr: p.cast(), len })
+    }
+
+    /// The region over the whole mapping.
+    ///
+    /// # Safety
+    /// The mapping outlives every handle built on the region.
+    pub unsafe fn region(&self) -> Result<Region, String> {
+        // SAFETY: the caller's contract; the mapping is page aligned.
+        unsafe { ghost_shm::shm::RawRegion::new(self.ptr, self.len) }.map_err(|e| format!("mapping: {e}"))
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// `/proc/ghost_shm/stats` as (key, value) pairs; `queue` lines become `queue<slot>_<field>`.
+pub fn stats() -> io::Result<Vec<(String, i64)>> {
+    let text = std::fs::read_to_string(STATS)?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first() == Some(&"queue") && f.len() == 8 {
+            for k in [2, 4, 6] {
+                out.push((format!("queue{}_{}", f[1], f[k]), f[k + 1].parse().unwrap_or(-1)));
+            }
+        } else if f.len() == 2 {
+            out.push((f[0].to_string(), f[1].parse().unwrap_or(-1)));
+        }
+    }
+    Ok(out)
+}
+
+pub fn stat(stats: &[(String, i64)], key: &str) -> io::Result<i64> {
+    stats
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no '{key}' in {STATS}")))
+}
+
+/// Puts the calling thread into the enclave.
+pub fn join_enclave() -> io::Result<()> {
+    std::fs::write(TASKS, "0")
+}
+
+pub fn gettid() -> i32 {
+    // SAFETY: a plain syscall.
+    unsafe { libc::gettid() }
+}
+
+pub fn sched_getcpu() -> i32 {
+    // SAFETY: a plain call.
+    unsafe { libc::sched_getcpu() }
+}
+
+/// The calling thread's allowed CPUs.
+pub fn affinity() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; the kernel fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pointer and size of a local.
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Vec::new();
+    }
+    // SAFETY: reading a filled set.
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+}
