@@ -42,9 +42,9 @@ use ghost_shm::shm::RawRegion;
 use ghost_shm::status::{Word, Writer};
 use ghost_shm::txn::{ClaimError, CommitPoint, CpuData, KernelView, TaskInfo, TxnSnapshot};
 
-/// The one place that names the shared-memory backend (the core's `RawRegion` is getting a lifetime: this
-/// becomes `RawRegion<'static>`, the module keeping every region mapped for as long as its handle lives).
-pub type Region = RawRegion;
+/// The one place that names the shared-memory backend: `RawRegion<'static>`, because the module keeps every
+/// region mapped for as long as its handle lives (the contract of every entry point that takes a base pointer).
+pub type Region = RawRegion<'static>;
 
 /// Bitmap words of the status-word bookkeeping: 64 · 64 = 4096 words (the full ABI's 65534 would need 16 KiB of
 /// bookkeeping built on the small kernel stack).

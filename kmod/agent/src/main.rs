@@ -238,8 +238,8 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
     let cdmap = Mapping::new(cdfd, cpu_bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
         .map_err(err("mmap cpu_data"))?;
 
-    // SAFETY: the mappings live until the end of this function, after every handle.
-    let (qr, qr2, swr, cdr) = unsafe { (qmap.region()?, qmap2.region()?, swmap.region()?, cdmap.region()?) };
+    // The handles borrow the mappings; the status words are mapped PROT_READ, so they get a read-only region.
+    let (qr, qr2, swr, cdr) = (qmap.region()?, qmap2.region()?, swmap.read_only_region()?, cdmap.region()?);
     let mut consumer = Consumer::attach(qr).map_err(|e| format!("queue: {e}"))?;
     let mut consumer2 = Consumer::attach(qr2).map_err(|e| format!("queue 2: {e}"))?;
     let reader = Reader::attach(swr).map_err(|e| format!("status words: {e}"))?;
@@ -593,7 +593,13 @@ fn child_touch(p: *const u8) -> Option<i32> {
 
 /// Commits "run `gtid` on `cpu`, task barrier `barrier`" on `cpu`'s transaction and returns its outcome
 /// (`None` if the transaction could not be opened or read back).
-fn commit(ctl: i32, txns: &CpuData<sys::Region>, cpu: u32, gtid: i64, barrier: u32) -> Option<TxnOutcome> {
+fn commit(
+    ctl: i32,
+    txns: &CpuData<ghost_shm::shm::RawRegion<'_>>,
+    cpu: u32,
+    gtid: i64,
+    barrier: u32,
+) -> Option<TxnOutcome> {
     if cpu >= 1024 {
         return None;
     }

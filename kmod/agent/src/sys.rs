@@ -3,9 +3,6 @@
 use std::ffi::CString;
 use std::io;
 
-/// The shared-memory backend of every region (the core's `RawRegion` is getting a lifetime: adapt here).
-pub type Region = ghost_shm::shm::RawRegion;
-
 pub const CTL: &str = "/dev/ghost_shm";
 pub const SW: &str = "/dev/ghost_shm_sw";
 pub const CPU_DATA: &str = "/dev/ghost_shm_cpu_data";
@@ -147,13 +144,18 @@ impl Mapping {
         Ok(Mapping { ptr: p.cast(), len })
     }
 
-    /// The region over the whole mapping.
-    ///
-    /// # Safety
-    /// The mapping outlives every handle built on the region.
-    pub unsafe fn region(&self) -> Result<Region, String> {
-        // SAFETY: the caller's contract; the mapping is page aligned.
+    /// The region over the whole (writable) mapping, borrowing it.
+    pub fn region(&self) -> Result<ghost_shm::shm::RawRegion<'_>, String> {
+        // SAFETY: the mapping is page aligned, `len` bytes, and stays mapped while `self` (which the returned
+        // region borrows) lives; it was mapped writable by every caller of this method.
         unsafe { ghost_shm::shm::RawRegion::new(self.ptr, self.len) }.map_err(|e| format!("mapping: {e}"))
+    }
+
+    /// The region over the whole mapping with only the read capability (for `PROT_READ` mappings: the
+    /// status words), borrowing it.
+    pub fn read_only_region(&self) -> Result<ghost_shm::shm::ReadOnlyRegion<'_>, String> {
+        // SAFETY: as in `region`; only Relaxed atomic loads go through a ReadOnlyRegion.
+        unsafe { ghost_shm::shm::ReadOnlyRegion::new(self.ptr, self.len) }.map_err(|e| format!("mapping: {e}"))
     }
 }
 
