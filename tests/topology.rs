@@ -54,6 +54,16 @@ fn tree(name: &str) -> PathBuf {
             let _ = fs::remove_dir_all(&aside);
             assert!(dir.is_dir(), "{name}: could not move the tree into {}", dir.display());
         }
+        // Trees of older descriptions or generators (up to 100 MB on disk each) go.
+        let current = dir.file_name().unwrap().to_owned();
+        for e in fs::read_dir(base).unwrap().flatten() {
+            let file = e.file_name();
+            let stale =
+                file.to_str().is_some_and(|f| f.starts_with(&format!("topology-{name}-")) && !f.contains("-writing-"));
+            if stale && file != current {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
     dir
 }
