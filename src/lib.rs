@@ -111,6 +111,8 @@
 //!
 //! [ghOSt]: https://dl.acm.org/doi/10.1145/3477132.3483542
 #![no_std]
+// docs.rs (`--cfg docsrs`, nightly): every feature-gated item shows its feature (doc_cfg badges them itself).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -1,16 +1,23 @@
-//! Topology against the fixture machines of `tests/data/topologies` (their `EXPECTED.json`), synthetic sysfs
-//! trees, this machine's real `/sys`, and one real run of `examples/topology.rs`.
+//! Topology against the fixture machines of `tests/data/topologies` (compact `<name>.topo` descriptions written out
+//! as sysfs trees by `tests/support/sysfs_fixture.rs`, checked against their `EXPECTED.json`), synthetic sysfs
+//! trees, this machine's real `/sys`, and real runs of `examples/topology.rs`.
 #![cfg(feature = "std")]
 #![cfg(not(miri))] // reads sysfs fixture trees and runs an example: needs the file system and processes
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use ghost_shm::topology::sysfs::{self, OwnedTopology, SysfsError};
 use ghost_shm::topology::{report, CpuSet, Level, ParseErrorKind, Topology};
 use serde_json::Value;
+
+#[path = "support/sysfs_fixture.rs"]
+mod sysfs_fixture;
+use sysfs_fixture::TempTree;
 
 const MACHINES: [&str; 5] =
     ["amd-epyc9654-2s96c384t", "arm-kunpeng920-2s128c", "intel-i7-1370p-hybrid", "intel-xeon4108-2s16c32t", "vm-2c"];
@@ -27,8 +34,43 @@ fn expected() -> serde_json::Map<String, Value> {
     }
 }
 
+/// The sysfs tree of fixture `name`, written once into `target/tmp` and shared by every test and later runs:
+/// the largest machine is 15,000 files, seconds to write on a slow disk. The directory name carries a hash of
+/// the description and of the generator's source, so a changed fixture or generator gets a fresh tree.
+fn tree(name: &str) -> PathBuf {
+    static WRITING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    let desc = sysfs_fixture::description(name).unwrap();
+    let mut h = DefaultHasher::new();
+    (desc, include_str!("support/sysfs_fixture.rs")).hash(&mut h);
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = base.join(format!("topology-{name}-{:016x}", h.finish()));
+    if !dir.is_dir() {
+        // Written aside and renamed into place: a tree is either absent or complete, also across processes.
+        let aside = base.join(format!("topology-{name}-writing-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&aside);
+        sysfs_fixture::write_tree(desc, &aside).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if fs::rename(&aside, &dir).is_err() {
+            let _ = fs::remove_dir_all(&aside);
+            assert!(dir.is_dir(), "{name}: could not move the tree into {}", dir.display());
+        }
+        // Trees of older descriptions or generators (up to 100 MB on disk each) go.
+        let current = dir.file_name().unwrap().to_owned();
+        for e in fs::read_dir(base).unwrap().flatten() {
+            let file = e.file_name();
+            let stale =
+                file.to_str().is_some_and(|f| f.starts_with(&format!("topology-{name}-")) && !f.contains("-writing-"));
+            if stale && file != current {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    dir
+}
+
+/// Fixture `name` read through the sysfs reader from its written tree.
 fn machine(name: &str) -> OwnedTopology {
-    Topology::from_sysfs(fixtures().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    Topology::from_sysfs(tree(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn set(s: &str) -> CpuSet {
@@ -395,11 +437,78 @@ fn run_example(args: &[&str]) -> String {
 fn example_prints_expected_reports() {
     let exp = expected();
     for name in MACHINES {
-        let root = fixtures().join(name);
+        let root = tree(name);
         assert_eq!(run_example(&["--sysfs-root", root.to_str().unwrap()]), expected_report(&exp[name]), "{name}");
     }
+    // --fixture reads the same tree through a temporary directory of its own.
+    assert_eq!(run_example(&["--fixture", "vm-2c"]), expected_report(&exp["vm-2c"]));
     if Path::new("/sys/devices/system/cpu").is_dir() {
         let real = run_example(&[]);
         assert_eq!(real, report(&Topology::from_sysfs("/sys").unwrap()).to_string());
+    }
+}
+
+fn run_example_raw(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO"))
+        .args(["run", "--quiet", "--example", "topology", "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg("--")
+        .args(args)
+        .output()
+        .expect("cargo runs")
+}
+
+#[test]
+fn example_writes_fixture_trees_and_refuses_bad_requests() {
+    let dir = Tree::new("write-fixture");
+    let target = dir.0.join("xeon");
+    let out = run_example_raw(&["--write-fixture", "intel-xeon4108-2s16c32t", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = Topology::from_sysfs(&target).unwrap();
+    assert_eq!(report(&written).to_string(), expected_report(&expected()["intel-xeon4108-2s16c32t"]));
+
+    // Each refusal: one line on stderr, a non-zero exit, nothing on stdout.
+    let target = target.to_str().unwrap();
+    for (args, says) in [
+        (&["--write-fixture", "intel-xeon4108-2s16c32t", target][..], "exists already"),
+        (&["--write-fixture", "no-such-machine", target], "no fixture machine \"no-such-machine\""),
+        (&["--write-fixture", "vm-2c"], "needs a fixture name and a directory"),
+        (&["--fixture", "no-such-machine"], "no fixture machine"),
+        (&["--fixture"], "needs a fixture name"),
+        (&["--fixture", "vm-2c", "--sysfs-root", target], "exclude each other"),
+    ] {
+        let out = run_example_raw(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{args:?}: {out:?}");
+        assert!(err.lines().next().unwrap_or("").contains(says), "{args:?}: {err}");
+    }
+}
+
+/// The generator is test input: it must refuse descriptions that do not describe a machine, not write a tree
+/// the fixtures never had.
+#[test]
+fn fixture_descriptions_are_checked() {
+    let good = sysfs_fixture::description("vm-2c").unwrap();
+    let t = TempTree::from_description("good", good).unwrap();
+    assert_eq!(report(&Topology::from_sysfs(t.root()).unwrap()).to_string(), expected_report(&expected()["vm-2c"]));
+    for (from, to, says) in [
+        ("ghost-shm-topology 1", "ghost-shm-topology 2", "not a `ghost-shm-topology 1`"),
+        ("online 0-1", "online 0-2", "online ⊆ present"),
+        ("topology.core_cpus 0 1", "topology.core_cpus 0 0-1", "in two groups"),
+        ("topology.core_cpus 0 1", "topology.core_cpus 0", "do not cover"),
+        ("cpu.core_id 0 1", "cpu.core_id 0 1 2", "3 values for 2 elements"),
+        ("cache.index3.level 3", "cache.index3.levle 3", "missing `cache.index3.level`"),
+        ("smt.active 0", "smt.active 0\nsmt.active 1", "given twice"),
+        ("smt.active 0", "smt.active 0\nnul-terminated cache", "unknown family"),
+        ("smt.active 0", "smt.active 0\nsmt.activ 1", "unknown key `smt.activ`"),
+        ("node 0 0-1 distance 10", "node 0 0-1 10", "expected `node N LIST distance"),
+        ("present 0-1", "present 0-x", "bad cpulist"),
+    ] {
+        assert!(good.contains(from), "{from}");
+        let bad = good.replacen(from, to, 1);
+        match TempTree::from_description("bad", &bad) {
+            Err(e) => assert!(e.contains(says), "{to:?}: {e}"),
+            Ok(_) => panic!("{to:?} was accepted"),
+        }
     }
 }

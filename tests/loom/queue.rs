@@ -1,0 +1,11 @@
+//! Test target `loom_queue`: the loom models of `tests/loom_queue.rs` (see there), which exist only under
+//! `--cfg loom`. Without it this target holds one ignored test whose reason says how to run them, instead of
+//! reporting "0 passed" without a word.
+#[cfg(not(loom))]
+#[test]
+#[ignore = "loom model, needs --cfg loom: RUSTFLAGS=\"--cfg loom\" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_queue"]
+fn loom_models_need_cfg_loom() {}
+
+#[cfg(loom)]
+#[path = "../loom_queue.rs"]
+mod model;
