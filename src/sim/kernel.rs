@@ -698,6 +698,22 @@ impl<'r> State<'r> {
                 continue;
             }
             let g = l.snap.gtid;
+            if l.poisoned {
+                if let Some(t) = task_index(&self.tasks, g).filter(|&t| self.tasks[t].st == Ts::Runnable) {
+                    let seq = l.seqnum;
+                    self.task_msg(t, |task| {
+                        Message::TaskPreempt(PayloadTaskPreempt {
+                            gtid: task.gtid.0 as u64,
+                            runtime: task.runtime,
+                            cpu_seqnum: seq,
+                            cpu: l.cpu as i32,
+                            was_latched: 1,
+                            ..Default::default()
+                        })
+                    });
+                }
+                continue;
+            }
             if g.is_task() {
                 let Some(t) = task_index(&self.tasks, g) else {
                     self.encs[e].violations += 1;
@@ -745,6 +761,8 @@ struct Latch {
     snap: TxnSnapshot,
     already: bool,
     seqnum: u64,
+    /// A member of a failed sync group: the latch is dropped.
+    poisoned: bool,
 }
 
 #[derive(Default)]
@@ -770,14 +788,39 @@ impl<'s, 'r> View<'s, 'r> {
     fn take(self) -> Actions {
         self.acts.into_inner()
     }
+    /// What an earlier member of this commit latched on `cpu` (the last one wins), if anything.
+    fn latched_on(&self, cpu: u32) -> Option<Gtid> {
+        self.acts
+            .borrow()
+            .latches
+            .iter()
+            .rev()
+            .find(|l| l.cpu == cpu && l.snap.gtid != Gtid::AGENT)
+            .map(|l| l.snap.gtid)
+    }
 }
 
 impl KernelView for View<'_, '_> {
+    /// The task as the earlier members of a sync group left it: a task latched by an earlier member is on
+    /// that CPU, a task displaced by an earlier member's latch is off its CPU (as the kernel sees it under the
+    /// runqueue locks it holds across the group).
     fn lookup(&self, gtid: Gtid) -> Option<TaskInfo> {
         let t = task_index(&self.st.tasks, gtid)?;
         let task = &self.st.tasks[t];
         if task.st == Ts::Pending {
             return None;
+        }
+        let mut on_cpu = match task.st {
+            Ts::Running(c) => Some(c),
+            _ => None,
+        };
+        if let Some(c) = on_cpu {
+            if self.latched_on(c).is_some_and(|g| g != gtid) {
+                on_cpu = None;
+            }
+        }
+        if let Some(l) = self.acts.borrow().latches.iter().rev().find(|l| l.snap.gtid == gtid) {
+            on_cpu = Some(l.cpu);
         }
         Some(TaskInfo {
             is_agent: false,
@@ -786,10 +829,7 @@ impl KernelView for View<'_, '_> {
             barrier: task.word.as_ref().map_or(0, |w| w.barrier().0),
             runnable: matches!(task.st, Ts::Runnable | Ts::Running(_)),
             enclave: task.enc as u64,
-            on_cpu: match task.st {
-                Ts::Running(c) => Some(c),
-                _ => None,
-            },
+            on_cpu,
             forced_off: false,
         })
     }
@@ -804,13 +844,19 @@ impl KernelView for View<'_, '_> {
         self.st.cpus.get(cpu as usize).is_some_and(|c| c.enc == Some(self.e)) && self.st.encs[self.e].agent
     }
     fn idle_running(&self, cpu: u32) -> bool {
-        self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_none())
+        match self.latched_on(cpu) {
+            Some(g) => g == Gtid::IDLE || g == Gtid::NULL,
+            None => self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_none()),
+        }
     }
     fn sync_commit_permitted(&self, _caller: u32, _target: u32, _gtid: Gtid) -> bool {
         true
     }
     fn ghost_busy(&self, cpu: u32) -> bool {
-        self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_some())
+        match self.latched_on(cpu) {
+            Some(g) => g.is_task(),
+            None => self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_some()),
+        }
     }
     fn higher_class_running(&self, _cpu: u32) -> bool {
         false
@@ -823,7 +869,13 @@ impl KernelView for View<'_, '_> {
     }
     fn latch(&self, cpu: u32, txn: &TxnSnapshot, already_on_cpu: bool) -> u64 {
         let seqnum = self.st.cpus.get(cpu as usize).map_or(0, |c| c.seqnum) + 1;
-        self.acts.borrow_mut().latches.push(Latch { cpu, snap: *txn, already: already_on_cpu, seqnum });
+        self.acts.borrow_mut().latches.push(Latch {
+            cpu,
+            snap: *txn,
+            already: already_on_cpu,
+            seqnum,
+            poisoned: false,
+        });
         seqnum
     }
     fn bump_agent_barrier(&self, cpu: u32) {
@@ -968,9 +1020,16 @@ impl Backend for SimBackend<'_, '_> {
             .cpu_data
             .commit_group(caller, &mut members, &view, |c| results.push(*c))
             .map_err(|_| AgentError::Invalid("sync group"))?;
-        let acts = view.take();
+        let mut acts = view.take();
         for c in &results {
             st.record(self.e, c);
+        }
+        if !res.committed {
+            // The group failed: the kernel's rendezvous is poisoned, so no member's latch takes effect. A task
+            // the agent saw COMPLETE is told it is runnable again (TASK_PREEMPT, was_latched).
+            for l in acts.latches.iter_mut().filter(|l| !l.already) {
+                l.poisoned = true;
+            }
         }
         st.apply(self.e, acts);
         Ok(res.committed)

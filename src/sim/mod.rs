@@ -40,6 +40,7 @@ use crate::abi::TxnOutcome;
 use crate::agent::{AgentError, Backend, Enclave};
 use crate::topology::CpuSet;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::prelude::rust_2021::*;
 use std::time::Instant;
 use std::{eprintln, format, vec};
@@ -163,6 +164,10 @@ pub struct Report {
     pub trace_hash: u64,
     /// Every task id that arrived but did not complete.
     pub unfinished: Vec<u32>,
+    /// Real-time mode: the OS threads that ran the simulated CPUs (0 in deterministic mode).
+    pub kernel_threads: u32,
+    /// The run was in real time (wall-clock ns), not in virtual time.
+    pub realtime: bool,
 }
 
 impl Report {
@@ -359,18 +364,23 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
             if let (Some(t), false) = (cfg.upgrade_at_ns, slot.upgraded) {
                 if now >= t && slot.agent.is_some() {
                     slot.upgraded = true;
-                    let (old, _) = slot.agent.take().unwrap();
-                    add(&mut slot.dead, old.stats());
-                    drop(old);
-                    slot.report.upgrades += 1;
-                    slot.restart_at = Some(now);
+                    if let Some((old, _)) = slot.agent.take() {
+                        slot.report.upgrades += 1;
+                        slot.restart_at = Some(now);
+                        if !retire(&mut slot.dead, old, |a| a.stats()) {
+                            // It panicked on its way out: an agent death like any other.
+                            k.agent_died(e);
+                            slot.report.agent_crashes += 1;
+                        }
+                    }
                 }
             }
             if let (Some(t), false) = (cfg.crash_at_ns, slot.crashed) {
                 if now >= t && slot.agent.is_some() {
                     slot.crashed = true;
-                    let (a, _) = slot.agent.take().unwrap();
-                    add(&mut slot.dead, a.stats());
+                    if let Some((a, _)) = slot.agent.take() {
+                        retire(&mut slot.dead, a, |a| a.stats());
+                    }
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
                     slot.restart_at = Some(now + cfg.restart_after_ns);
@@ -382,8 +392,10 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
                 let enclave = Enclave::attach(SimBackend::new(&k, e)).expect("the simulator's regions are valid");
                 k.agent_attached(e, true);
                 let t0 = Instant::now();
-                match (spec.start)(&enclave) {
-                    Ok(a) => {
+                // A panic while starting is an agent death like an error (caught, never unwinding the kernel).
+                let started_agent = catch_unwind(AssertUnwindSafe(|| (spec.start)(&enclave)));
+                match started_agent {
+                    Ok(Ok(a)) => {
                         if slot.report.agent_starts > 0 {
                             slot.report.handoff_wall_ns =
                                 slot.report.handoff_wall_ns.max(t0.elapsed().as_nanos() as u64);
@@ -392,7 +404,7 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
                         slot.agent = Some((a, enclave));
                         started = true;
                     }
-                    Err(_) => {
+                    Ok(Err(_)) | Err(_) => {
                         k.agent_died(e);
                         slot.report.agent_crashes += 1;
                         slot.restart_at = Some(now + cfg.restart_after_ns);
@@ -402,10 +414,11 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
             let due = slot.last_step.is_none_or(|l| now >= l + cfg.agent_period_ns);
             if let (Some((a, enclave)), true) = (slot.agent.as_mut(), due && (touched || started)) {
                 slot.last_step = Some(now);
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.step(enclave)));
+                let r = catch_unwind(AssertUnwindSafe(|| a.step(enclave)));
                 if !matches!(r, Ok(Ok(()))) {
-                    let (a, _) = slot.agent.take().unwrap();
-                    add(&mut slot.dead, a.stats());
+                    if let Some((a, _)) = slot.agent.take() {
+                        retire(&mut slot.dead, a, |a| a.stats());
+                    }
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
                     slot.restart_at = Some(now + cfg.restart_after_ns);
@@ -442,7 +455,9 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
     let mut out = MachineReport::default();
     for (e, (spec, mut slot)) in specs.into_iter().zip(slots).enumerate() {
         if let Some((a, _)) = slot.agent.take() {
-            add(&mut slot.dead, a.stats());
+            if !retire(&mut slot.dead, a, |a| a.stats()) {
+                slot.report.agent_crashes += 1;
+            }
         }
         let mut report = slot.report;
         k.fill_report(e, &mut report);
@@ -456,12 +471,19 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
     out
 }
 
-/// Runs one enclave in real time: a kernel thread per simulated CPU and the agent on its own thread, all over
-/// the same shared regions; times are wall-clock ns. Stops when every task is done or after
-/// `cfg.duration_ns` of wall time. (Crash and upgrade injection are deterministic-mode features.)
-pub fn run_realtime<A, F>(cfg: &Config, start: F) -> Report
+/// Runs one enclave in real time: kernel threads drive the wall clock and process due events (burst ends,
+/// wake-ups, arrivals, ticks) under the kernel lock, and the agent runs on its own thread over the same shared
+/// regions; times are wall-clock ns. The simulated CPUs are multiplexed onto at most
+/// `available_parallelism − 1` kernel threads (at least one; [`Report::kernel_threads`] says how many), so
+/// the host is never oversubscribed. Stops when every task is done or after `cfg.duration_ns` of wall time.
+///
+/// A panic anywhere in the agent (its start, a step, its counters) is an agent death, as is reaching
+/// [`Config::crash_at_ns`] (wall ns): the kernel fails its READY transactions with `NO_AGENT`, falls back
+/// to its FIFO, and `start` builds a replacement after [`Config::restart_after_ns`].
+/// [`Config::upgrade_at_ns`] replaces the running agent at that wall time.
+pub fn run_realtime<A, F>(cfg: &Config, mut start: F) -> Report
 where
-    F: for<'a, 'r> FnOnce(&Enclave<SimBackend<'a, 'r>>) -> Result<A, AgentError> + Send,
+    F: for<'a, 'r> FnMut(&Enclave<SimBackend<'a, 'r>>) -> Result<A, AgentError> + Send,
     A: for<'a, 'r> Agent<SimBackend<'a, 'r>>,
 {
     let cpus = CpuSet::from_cpus(0..cfg.cpus.max(1) as usize).unwrap_or_default();
@@ -469,14 +491,16 @@ where
     let regions = [kernel::Regions::new(ncpus, cfg.tasks)];
     let k = kernel::Kernel::new(&regions, ncpus, &[cpus], core::slice::from_ref(cfg));
     let wall = Instant::now();
-    // The clock starts once the agent is attached (time 0 = first task arrival window), so no task waits for
-    // an agent that is still starting up.
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let threads = host.saturating_sub(1).clamp(1, ncpus);
+    // The clock starts once the first agent has started (or failed to), so no task waits for an agent that
+    // is still starting up.
     let t0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let done = std::sync::atomic::AtomicBool::new(false);
-    let mut report = Report::default();
+    let mut report = Report { kernel_threads: threads, ..Report::default() };
     let mut stats = AgentStats::default();
     std::thread::scope(|s| {
-        for _cpu in 0..ncpus {
+        for _ in 0..threads {
             s.spawn(|| {
                 let start = loop {
                     if let Some(t) = t0.get() {
@@ -496,7 +520,7 @@ where
                     // Sleep until the next event when it is far; spin (yielding) when it is near.
                     match k.next_event() {
                         Some(t) if t > now + 200_000 => {
-                            std::thread::sleep(std::time::Duration::from_nanos((t - now) / 2))
+                            std::thread::sleep(std::time::Duration::from_nanos(((t - now) / 2).min(10_000_000)))
                         }
                         _ => std::thread::yield_now(),
                     }
@@ -504,36 +528,82 @@ where
             });
         }
         let agent = s.spawn(|| {
-            let enclave = Enclave::attach(SimBackend::new(&k, 0)).expect("the simulator's regions are valid");
-            k.agent_attached(0, true);
-            let started = start(&enclave);
-            let _ = t0.set(Instant::now());
-            let Ok(mut a) = started else {
-                k.agent_died(0);
-                return (AgentStats::default(), 1);
-            };
-            let mut crashes = 0;
+            let mut r = Report::default();
+            let mut total = AgentStats::default();
+            let (mut crashed, mut upgraded) = (false, false);
+            let elapsed = || t0.get().map_or(0, |t| t.elapsed().as_nanos() as u64);
             while !done.load(std::sync::atomic::Ordering::Acquire) {
-                if a.step(&enclave).is_err() {
-                    k.agent_died(0);
-                    crashes = 1;
-                    break;
+                let enclave = Enclave::attach(SimBackend::new(&k, 0)).expect("the simulator's regions are valid");
+                k.agent_attached(0, true);
+                let t_start = Instant::now();
+                let started = catch_unwind(AssertUnwindSafe(|| start(&enclave)));
+                let _ = t0.set(Instant::now());
+                let mut died = true;
+                if let Ok(Ok(mut a)) = started {
+                    if r.agent_starts > 0 {
+                        r.handoff_wall_ns = r.handoff_wall_ns.max(t_start.elapsed().as_nanos() as u64);
+                    }
+                    r.agent_starts += 1;
+                    died = false;
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        let now = elapsed();
+                        if cfg.crash_at_ns.is_some_and(|t| now >= t) && !crashed {
+                            crashed = true;
+                            died = true;
+                            break;
+                        }
+                        if cfg.upgrade_at_ns.is_some_and(|t| now >= t) && !upgraded {
+                            upgraded = true;
+                            r.upgrades += 1;
+                            break;
+                        }
+                        if !matches!(catch_unwind(AssertUnwindSafe(|| a.step(&enclave))), Ok(Ok(()))) {
+                            died = true;
+                            break;
+                        }
+                        std::thread::yield_now();
+                    }
+                    died |= !retire(&mut total, a, |a| a.stats());
                 }
-                std::thread::yield_now();
+                if !died {
+                    continue; // an upgrade, or the end of the run
+                }
+                k.agent_died(0);
+                r.agent_crashes += 1;
+                let until = elapsed().saturating_add(cfg.restart_after_ns);
+                while !done.load(std::sync::atomic::Ordering::Acquire) && elapsed() < until {
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
             }
-            (a.stats(), crashes)
+            (total, r)
         });
-        let (st, crashes) = agent.join().unwrap_or_default();
+        // The agent thread catches every panic of the agent; a join error would be a simulator bug.
+        let (st, r) = agent.join().unwrap_or_default();
         stats = st;
-        report.agent_starts = 1;
-        report.agent_crashes = crashes;
+        report.agent_starts = r.agent_starts;
+        report.agent_crashes = r.agent_crashes;
+        report.upgrades = r.upgrades;
+        report.handoff_wall_ns = r.handoff_wall_ns;
     });
     k.fill_report(0, &mut report);
     report.messages_consumed = stats.messages;
     report.seqnum_violations = stats.seqnum_violations;
     report.overflows_seen = stats.overflows_seen;
     report.wall_ns = wall.elapsed().as_nanos() as u64;
+    report.realtime = true;
     report
+}
+
+/// Stops an agent: adds its counters to `total` and drops it. `false` if it panicked doing either (its
+/// counters are then lost; the caller treats it as an agent death).
+fn retire<T>(total: &mut AgentStats, agent: T, stats: impl FnOnce(&T) -> AgentStats) -> bool {
+    let s = catch_unwind(AssertUnwindSafe(|| stats(&agent)));
+    let dropped = catch_unwind(AssertUnwindSafe(move || drop(agent)));
+    match s {
+        Ok(s) => add(total, s),
+        Err(_) => return false,
+    }
+    dropped.is_ok()
 }
 
 fn add(total: &mut AgentStats, s: AgentStats) {
