@@ -131,6 +131,7 @@ struct Enc {
     arrived: u64,
     completed: u64,
     violations: u64,
+    latches_dropped: u64,
     fallback: u64,
     gap_start: Option<u64>,
     longest_gap: u64,
@@ -223,6 +224,7 @@ impl<'r> Kernel<'r> {
                 arrived: 0,
                 completed: 0,
                 violations: 0,
+                latches_dropped: 0,
                 fallback: 0,
                 gap_start: None,
                 longest_gap: 0,
@@ -378,6 +380,7 @@ impl<'r> Kernel<'r> {
             .map(|q| Consumer::attach(q.region.clone()).map_or(0, |mut c| c.drain(|_| ()).unwrap_or(0) as u64))
             .sum();
         rep.invariant_violations = en.violations;
+        rep.latches_dropped = en.latches_dropped;
         rep.fallback_dispatches = en.fallback;
         rep.longest_gap_ns = en.longest_gap;
         rep.trace_hash = en.hash;
@@ -692,6 +695,9 @@ impl<'r> State<'r> {
                 c.barrier.publish(w);
             }
         }
+        // Tasks latched by this batch, with the runnable-since time their latch consumed.
+        let mut latched: Vec<(usize, u64)> = Vec::new();
+        let mut told: Vec<usize> = Vec::new();
         for l in acts.latches {
             self.cpus[l.cpu as usize].seqnum = self.cpus[l.cpu as usize].seqnum.max(l.seqnum);
             if l.already {
@@ -700,6 +706,10 @@ impl<'r> State<'r> {
             let g = l.snap.gtid;
             if l.poisoned {
                 if let Some(t) = task_index(&self.tasks, g).filter(|&t| self.tasks[t].st == Ts::Runnable) {
+                    if told.contains(&t) {
+                        continue;
+                    }
+                    told.push(t);
                     let seq = l.seqnum;
                     self.task_msg(t, |task| {
                         Message::TaskPreempt(PayloadTaskPreempt {
@@ -722,8 +732,26 @@ impl<'r> State<'r> {
                 if self.cpus[l.cpu as usize].current == Some(t) {
                     continue;
                 }
+                // Latched a moment ago by an earlier member of this batch (it never ran): migrating it here
+                // drops that latch (§5.4 step 7), leaving the other CPU as the latch left it.
+                if let (Ts::Running(other), Some(&(_, since))) =
+                    (self.tasks[t].st, latched.iter().find(|(x, _)| *x == t))
+                {
+                    self.off_cpu(other);
+                    self.set_state(t, Ts::Runnable);
+                    self.tasks[t].runnable_since = since;
+                    let lat = &mut self.encs[e].latencies;
+                    if let Some(i) = lat.iter().rposition(|&x| x == self.now - since) {
+                        lat.remove(i);
+                    }
+                    self.encs[e].latches_dropped += 1;
+                    self.hash_event(e, 8, t as u64, other as u64);
+                }
                 if self.cpus[l.cpu as usize].current.is_some() {
                     self.preempt(l.cpu, false);
+                }
+                if self.tasks[t].st == Ts::Runnable {
+                    latched.push((t, self.tasks[t].runnable_since));
                 }
                 self.start(l.cpu, t);
                 if l.snap.run_flags.contains(RunFlags::SEND_TASK_ON_CPU) {
@@ -801,27 +829,18 @@ impl<'s, 'r> View<'s, 'r> {
 }
 
 impl KernelView for View<'_, '_> {
-    /// The task as the earlier members of a sync group left it: a task latched by an earlier member is on
-    /// that CPU, a task displaced by an earlier member's latch is off its CPU (as the kernel sees it under the
-    /// runqueue locks it holds across the group).
+    /// A task latched by an earlier member of a sync group is not running (a latch is not a switch): a later
+    /// member naming it migrates it, dropping the earlier latch (§5.4 step 7), which [`State::apply`] does.
     fn lookup(&self, gtid: Gtid) -> Option<TaskInfo> {
         let t = task_index(&self.st.tasks, gtid)?;
         let task = &self.st.tasks[t];
         if task.st == Ts::Pending {
             return None;
         }
-        let mut on_cpu = match task.st {
+        let on_cpu = match task.st {
             Ts::Running(c) => Some(c),
             _ => None,
         };
-        if let Some(c) = on_cpu {
-            if self.latched_on(c).is_some_and(|g| g != gtid) {
-                on_cpu = None;
-            }
-        }
-        if let Some(l) = self.acts.borrow().latches.iter().rev().find(|l| l.snap.gtid == gtid) {
-            on_cpu = Some(l.cpu);
-        }
         Some(TaskInfo {
             is_agent: false,
             departed: false,
@@ -844,14 +863,12 @@ impl KernelView for View<'_, '_> {
         self.st.cpus.get(cpu as usize).is_some_and(|c| c.enc == Some(self.e)) && self.st.encs[self.e].agent
     }
     fn idle_running(&self, cpu: u32) -> bool {
-        match self.latched_on(cpu) {
-            Some(g) => g == Gtid::IDLE || g == Gtid::NULL,
-            None => self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_none()),
-        }
+        self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_none())
     }
     fn sync_commit_permitted(&self, _caller: u32, _target: u32, _gtid: Gtid) -> bool {
         true
     }
+    /// A ghOSt task is current, or an earlier member of this commit latched one.
     fn ghost_busy(&self, cpu: u32) -> bool {
         match self.latched_on(cpu) {
             Some(g) => g.is_task(),

@@ -148,6 +148,9 @@ pub struct Report {
     pub seqnum_violations: u64,
     /// Kernel invariant violations (a task on two CPUs, a CPU with two tasks; must be 0).
     pub invariant_violations: u64,
+    /// Latches a later commit of the same batch dropped by migrating their task to its own CPU (§5.4 step 7:
+    /// e.g. two members of a sync group naming one task).
+    pub latches_dropped: u64,
     /// Agents that died.
     pub agent_crashes: u64,
     /// Agents started.
