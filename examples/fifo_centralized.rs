@@ -46,10 +46,8 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
             agent_cpu,
             stats: AgentStats::default(),
         };
-        let region = enclave.status_words().id();
-        for found in enclave.discover() {
-            let (index, mut snap) = found?;
-            let sw = GhostSwInfo { id: region, index };
+        for found in enclave.discover_all() {
+            let (sw, mut snap) = found?;
             for _attempt in 0..2 {
                 match enclave.associate(&me.queue, snap.gtid, snap.barrier.0) {
                     // A TASK_NEW is still on its way: it will tell us about the task.
@@ -66,7 +64,7 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
                     }
                     // A message raced the association: re-read the word and retry once.
                     Err(AgentError::Stale) => {
-                        snap = enclave.status_words().snapshot(index)?;
+                        snap = enclave.status_word(sw)?;
                         continue;
                     }
                     // The task is gone; free its word if the kernel is done with it.
