@@ -19,6 +19,8 @@ struct Task {
     runnable: bool,
     queued: bool,
     sw: Option<GhostSwInfo>,
+    /// The kernel reported an affinity for it (checked against each CPU before committing).
+    pinned: bool,
 }
 
 /// The global FIFO agent.
@@ -56,7 +58,14 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
                         let runnable = snap.runnable() && !snap.on_cpu();
                         me.tasks.insert(
                             snap.gtid,
-                            Task { seqnum: snap.barrier.0, last_msg: 0, runnable, queued: false, sw: Some(sw) },
+                            Task {
+                                seqnum: snap.barrier.0,
+                                last_msg: 0,
+                                runnable,
+                                queued: false,
+                                sw: Some(sw),
+                                pinned: enclave.backend().task_affinity(snap.gtid).is_some(),
+                            },
                         );
                         if runnable {
                             me.enqueue(snap.gtid);
@@ -114,8 +123,10 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
             Message::TaskNew(p) => {
                 t.runnable = p.runnable != 0;
                 t.sw = Some(p.sw_info);
+                t.pinned = enclave.backend().task_affinity(g).is_some();
                 self.enqueue(g);
             }
+            Message::TaskAffinityChanged(_) => t.pinned = enclave.backend().task_affinity(g).is_some(),
             Message::TaskWakeup(_) => {
                 t.runnable = true;
                 self.enqueue(g);
@@ -142,6 +153,15 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
                     let _ = enclave.free_status_word(sw);
                 }
             }
+            // It left the enclave: forget it like a dead task.
+            Message::TaskDeparted(p) => {
+                let sw = t.sw;
+                self.tasks.remove(&g);
+                self.off_cpu(g, p.cpu);
+                if let Some(sw) = sw {
+                    let _ = enclave.free_status_word(sw);
+                }
+            }
             _ => {}
         }
     }
@@ -161,13 +181,27 @@ impl<B: Backend> Agent<B> for CentralizedFifo<B::Region> {
             if self.running[cpu].is_some() {
                 continue;
             }
-            while let Some(g) = self.runq.pop_front() {
-                let Some(t) = self.tasks.get_mut(&g) else { continue };
-                t.queued = false;
-                if t.runnable {
-                    picks.push((cpu as u32, g, t.seqnum));
-                    break;
+            // The longest-waiting task that may run here (its affinity, where the kernel says).
+            let mut i = 0;
+            while i < self.runq.len() {
+                let g = self.runq[i];
+                let Some(t) = self.tasks.get_mut(&g) else {
+                    self.runq.remove(i);
+                    continue;
+                };
+                if !t.runnable {
+                    t.queued = false;
+                    self.runq.remove(i);
+                    continue;
                 }
+                if t.pinned && enclave.backend().task_affinity(g).is_some_and(|a| !a.contains(cpu)) {
+                    i += 1;
+                    continue;
+                }
+                t.queued = false;
+                self.runq.remove(i);
+                picks.push((cpu as u32, g, t.seqnum));
+                break;
             }
         }
         if picks.is_empty() {

@@ -141,6 +141,12 @@ pub trait Backend {
         t.intersect(&self.cpus());
         Some(t)
     }
+    /// `sched_getaffinity`: the CPUs `gtid` may run on, if the backend knows (`None`: unknown, try any; a
+    /// commit outside the affinity fails). Read it again after `TASK_AFFINITY_CHANGED`.
+    fn task_affinity(&self, gtid: Gtid) -> Option<CpuSet> {
+        let _ = gtid;
+        None
+    }
     /// `GHOST_IOC_SW_GET_INFO(GHOST_AGENT, cpu)`: where the status word of `cpu`'s agent is (its barrier is
     /// the agent barrier a local commit must pass).
     fn agent_status_word(&self, cpu: u32) -> Result<GhostSwInfo, AgentError>;

@@ -845,7 +845,7 @@ impl<'r> State<'r> {
                                 ..Default::default()
                             })
                         });
-                        let wake = self.now + self.encs[e].rng.exp(w.mean_block_ns);
+                        let wake = self.now.saturating_add(self.encs[e].rng.exp(w.mean_block_ns));
                         self.push(wake, Kind::Wake(t));
                     } else {
                         self.set_state(t, Ts::Runnable);
@@ -894,7 +894,7 @@ impl<'r> State<'r> {
                     self.cpu_msg(e, cpu, 3, Message::CpuTick(PayloadCpuTick { cpu: cpu as i32, is_agent: 0 }));
                 }
                 if let Some(tick) = self.encs[e].cfg.tick_ns {
-                    let t = self.now + tick;
+                    let t = self.now.saturating_add(tick);
                     self.push(t, Kind::Tick(cpu));
                 }
             }
@@ -932,7 +932,7 @@ impl<'r> State<'r> {
                     self.cpu_msg(e, cpu, 12, Message::CpuAvailable(PayloadCpuAvailable { cpu: c }));
                     self.encs[e].rng.exp(comp.mean_free_ns)
                 };
-                let t = self.now + next;
+                let t = self.now.saturating_add(next);
                 self.push(t, Kind::Compete(cpu));
             }
             Kind::Timer(e) => {
@@ -945,7 +945,7 @@ impl<'r> State<'r> {
                 let (cpu, cookie) = (self.encs[e].first_worker, self.encs[e].timer_count);
                 let m = Message::CpuTimerExpired(PayloadTimer { cpu: cpu as i32, _pad: 0, r#type: 0, cookie });
                 self.cpu_msg(e, cpu, 13, m);
-                let t = self.now + period;
+                let t = self.now.saturating_add(period);
                 self.push(t, Kind::Timer(e));
             }
         }
@@ -1372,6 +1372,12 @@ impl Backend for SimBackend<'_, '_> {
     /// The simulated machine has no topology model: CPUs are flat.
     fn topology(&self) -> Option<crate::topology::sysfs::OwnedTopology> {
         None
+    }
+    fn task_affinity(&self, gtid: Gtid) -> Option<CpuSet> {
+        let st = self.k.lock();
+        let t = task_index(&st.tasks, gtid).filter(|&t| st.tasks[t].enc == self.e)?;
+        let cpus = st.tasks[t].affinity.as_ref()?;
+        CpuSet::from_cpus(cpus.iter().map(|&c| c as usize)).ok()
     }
     fn agent_status_word(&self, cpu: u32) -> Result<GhostSwInfo, AgentError> {
         let st = self.k.lock();

@@ -263,11 +263,11 @@ fn per_sec(n: u64, ns: u64) -> f64 {
 
 /// A duration with a unit that suits it.
 fn dur(ns: u64) -> String {
-    if ns < 10_000 {
+    if ns < 1_000 {
         format!("{ns} ns")
-    } else if ns < 10_000_000 {
+    } else if ns < 1_000_000 {
         format!("{:.1} µs", ns as f64 / 1e3)
-    } else if ns < 10_000_000_000 {
+    } else if ns < 1_000_000_000 {
         format!("{:.3} ms", ns as f64 / 1e6)
     } else {
         format!("{:.3} s", ns as f64 / 1e9)
