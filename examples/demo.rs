@@ -33,7 +33,8 @@ policy and machine
                                on the last CPU; percpu: one agent per CPU, woken by its queue)
   --cpus N                     simulated CPUs, 2..=8192 (1..=8192 for percpu; default 8)
   --enclaves 1|2               2: centralized FIFO on enclave 0, per-CPU FIFO on enclave 1 (default 1)
-  --topology SYSFS_ROOT        with --enclaves 2: cut the enclaves along this machine's NUMA nodes or LLCs
+  --topology SYSFS_ROOT        simulate that machine's online CPUs (e.g. tests/data/topologies/
+                               amd-epyc9654-2s96c384t); with --enclaves 2, cut along its NUMA nodes or LLCs
   --mode deterministic|realtime  virtual time (default; reproducible per seed) or wall-clock time (simulated
                                CPUs multiplexed onto at most the host's cores less one)
 workload
@@ -257,11 +258,8 @@ fn check(o: &Opts) -> Res<()> {
     {
         return Err("--trace pins tasks to CPUs, which the per-CPU FIFO ignores: use --agent centralized".into());
     }
-    if o.topology.is_some() && o.enclaves != 2 {
-        return Err("--topology cuts two enclaves: add --enclaves 2".into());
-    }
     if o.topology.is_some() && o.cpus_given {
-        return Err("--cpus conflicts with --topology (the topology's online CPUs are used)".into());
+        return Err(format!("--cpus {} conflicts with --topology (the topology's online CPUs are used)", c.cpus));
     }
     if o.enclaves == 2 {
         if let Some(a) = &o.agent {
@@ -339,6 +337,20 @@ fn describe(c: &Config) -> String {
 }
 
 fn one_enclave(mut o: Opts) -> Res<()> {
+    if let Some(root) = o.topology.as_deref() {
+        let topo = Topology::from_sysfs(root).map_err(|e| format!("--topology {root}: {e}"))?;
+        let online = *topo.online();
+        let n = online.count();
+        if online.last() != Some(n - 1) {
+            return Err(format!(
+                "--topology {root}: online CPUs {online} are not 0..N (one enclave needs them contiguous)"
+            ));
+        }
+        o.cfg.cpus = n as u32;
+        if o.agent.as_deref() != Some("percpu") && n < 2 {
+            return Err(format!("--topology {root}: {n} online CPU; the centralized agent needs 2"));
+        }
+    }
     let agent = o.agent.clone().unwrap_or_else(|| "centralized".into());
     let slots = o.cfg.queue_slots;
     let centralized = agent == "centralized";

@@ -29,6 +29,8 @@ pub struct CentralizedFifo<M: ghost_shm::shm::SharedMem> {
     tasks: BTreeMap<Gtid, Task>,
     runq: VecDeque<Gtid>,
     running: Vec<Option<Gtid>>,
+    /// The enclave's CPUs with `None` in `running` (a step visits only those).
+    idle: std::collections::BTreeSet<usize>,
     agent_cpu: u32,
     stats: AgentStats,
 }
@@ -45,6 +47,7 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
             tasks: BTreeMap::new(),
             runq: VecDeque::new(),
             running: vec![None; n],
+            idle: enclave.cpus().iter().collect(),
             agent_cpu,
             stats: AgentStats::default(),
         };
@@ -102,6 +105,7 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
         if let Some(slot) = self.running.get_mut(cpu as usize) {
             if *slot == Some(g) {
                 *slot = None;
+                self.idle.insert(cpu as usize);
             }
         }
     }
@@ -177,9 +181,9 @@ impl<B: Backend> Agent<B> for CentralizedFifo<B::Region> {
         }
         // Pair idle CPUs with the longest-waiting runnable tasks.
         let mut picks = Vec::new();
-        for cpu in enclave.cpus().iter() {
-            if self.running[cpu].is_some() {
-                continue;
+        for &cpu in &self.idle {
+            if self.runq.is_empty() {
+                break;
             }
             // The longest-waiting task that may run here (its affinity, where the kernel says).
             let mut i = 0;
@@ -219,7 +223,10 @@ impl<B: Backend> Agent<B> for CentralizedFifo<B::Region> {
         for (p, g) in pending {
             let cpu = p.cpu() as usize;
             match p.poll() {
-                Ok(Some(o)) if o.is_success() => self.running[cpu] = Some(g),
+                Ok(Some(o)) if o.is_success() => {
+                    self.running[cpu] = Some(g);
+                    self.idle.remove(&cpu);
+                }
                 // Stale or otherwise refused: newer messages are on their way; keep the task queued.
                 _ => {
                     if let Some(t) = self.tasks.get_mut(&g) {

@@ -176,6 +176,12 @@ struct Enc {
     sw_hint: usize,
     /// Where timer messages go.
     first_worker: u32,
+    /// Worker CPUs that run nothing and are not taken by a competing task (kept in step with `Cpu`).
+    idle_workers: u32,
+    /// Task ids of the enclave in arrival order (generated workloads arrive in id order; the next arrival is
+    /// queued when one happens, so the event heap holds one arrival per enclave, not every task).
+    arrivals: Vec<(u64, usize)>,
+    next_arrival: usize,
     /// Agent cost model: the agent is busy until then (virtual ns).
     busy_until: u64,
     /// Cost of the step in progress so far (ns).
@@ -209,6 +215,8 @@ struct Enc {
 
 struct State<'r> {
     now: u64,
+    /// Kernel events processed (all enclaves).
+    events_handled: u64,
     events: BinaryHeap<Reverse<Ev>>,
     seq: u64,
     tasks: Vec<Task<'r>>,
@@ -240,8 +248,15 @@ impl<'r> Kernel<'r> {
                 need_not_idle: false,
             })
             .collect();
-        let mut st =
-            State { now: 0, events: BinaryHeap::new(), seq: 0, tasks: Vec::new(), cpus: Vec::new(), encs: Vec::new() };
+        let mut st = State {
+            now: 0,
+            events_handled: 0,
+            events: BinaryHeap::new(),
+            seq: 0,
+            tasks: Vec::new(),
+            cpus: Vec::new(),
+            encs: Vec::new(),
+        };
         for (e, (set, cfg)) in cpus.iter().zip(cfgs).enumerate() {
             let members: Vec<usize> = set.iter().filter(|&c| c < ncpus as usize).collect();
             let workers = members.len().saturating_sub(cfg.agent_cpus as usize).max(1);
@@ -256,6 +271,7 @@ impl<'r> Kernel<'r> {
             let gap = w.arrival_gap_ns(workers as u32);
             let mut t = 0u64;
             let rows = cfg.trace.as_ref().map(|tr| &tr.rows[..]);
+            let mut arrivals: Vec<(u64, usize)> = Vec::with_capacity(cfg.task_count() as usize);
             for i in 0..cfg.task_count() as usize {
                 let (arrival, bursts, burst, affinity) = match rows {
                     Some(rows) => {
@@ -288,7 +304,12 @@ impl<'r> Kernel<'r> {
                     last_cpu: -1,
                     affinity,
                 });
-                st.push(arrival, Kind::Arrive(id));
+                arrivals.push((arrival, id));
+            }
+            // A trace may list arrivals out of order.
+            arrivals.sort_unstable();
+            if let Some(&(t0, first)) = arrivals.first() {
+                st.push(t0, Kind::Arrive(first));
             }
             if let Some(tick) = cfg.tick_ns {
                 for &c in members.iter().take(workers) {
@@ -321,6 +342,9 @@ impl<'r> Kernel<'r> {
                 latches_dropped: 0,
                 sw_hint: 0,
                 first_worker: members.first().map_or(0, |&c| c as u32),
+                idle_workers: workers as u32,
+                arrivals,
+                next_arrival: 1,
                 busy_until: 0,
                 step_cost: 0,
                 in_step: false,
@@ -544,6 +568,7 @@ impl<'r> Kernel<'r> {
         rep.fallback_dispatches = en.fallback;
         rep.longest_gap_ns = en.longest_gap;
         rep.trace_hash = en.hash;
+        rep.machine_events = st.events_handled;
         rep.unfinished = unfinished;
     }
 }
@@ -564,9 +589,8 @@ impl<'r> State<'r> {
     fn hash_event(&mut self, e: usize, code: u64, a: u64, b: u64) {
         let en = &mut self.encs[e];
         for v in [self.now, code, a, b] {
-            for byte in v.to_le_bytes() {
-                en.hash = (en.hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
-            }
+            en.hash = (en.hash ^ v).wrapping_mul(0x0100_0000_01b3);
+            en.hash ^= en.hash >> 29;
         }
     }
 
@@ -584,8 +608,7 @@ impl<'r> State<'r> {
     }
 
     fn starved(&self, e: usize) -> bool {
-        self.encs[e].runnable > 0
-            && self.cpus.iter().any(|c| c.enc == Some(e) && c.worker && !c.taken && c.current.is_none())
+        self.encs[e].runnable > 0 && self.encs[e].idle_workers > 0
     }
 
     fn update_gap(&mut self, e: usize) {
@@ -670,6 +693,11 @@ impl<'r> State<'r> {
         let now = self.now;
         let c = &mut self.cpus[cpu as usize];
         let t = c.current.take()?;
+        if c.worker && !c.taken {
+            if let Some(e) = c.enc {
+                self.encs[e].idle_workers += 1;
+            }
+        }
         c.gen += 1;
         let ran = now.saturating_sub(c.started);
         let task = &mut self.tasks[t];
@@ -710,6 +738,9 @@ impl<'r> State<'r> {
         }
         let c = &mut self.cpus[cpu as usize];
         c.current = Some(t);
+        if c.worker && !c.taken {
+            self.encs[e].idle_workers -= 1;
+        }
         c.need_not_idle = false;
         c.gen += 1;
         c.started = at;
@@ -740,10 +771,16 @@ impl<'r> State<'r> {
     }
 
     fn handle(&mut self, kind: Kind, r: &'r [Regions]) {
+        self.events_handled += 1;
         match kind {
             Kind::Arrive(t) => {
                 let e = self.tasks[t].enc;
                 self.encs[e].touched = true;
+                let en = &mut self.encs[e];
+                if let Some(&(at, next)) = en.arrivals.get(en.next_arrival) {
+                    en.next_arrival += 1;
+                    self.push(at, Kind::Arrive(next));
+                }
                 let mut hint = self.encs[e].sw_hint;
                 let Some(a) = r[e].alloc(&mut hint) else {
                     self.encs[e].violations += 1;
@@ -917,6 +954,9 @@ impl<'r> State<'r> {
                 let next = if !self.cpus[cpu as usize].taken {
                     // A higher-class task takes the CPU: whatever ghOSt ran there is preempted.
                     self.cpus[cpu as usize].taken = true;
+                    if self.cpus[cpu as usize].current.is_none() {
+                        self.encs[e].idle_workers -= 1;
+                    }
                     self.encs[e].competing_takes += 1;
                     if std::mem::take(&mut self.cpus[cpu as usize].need_not_idle) {
                         let m = Message::CpuNotIdle(PayloadCpuNotIdle { cpu: c, _pad: 0, next_gtid: 0 });
@@ -929,6 +969,9 @@ impl<'r> State<'r> {
                     self.encs[e].rng.exp(comp.mean_busy_ns)
                 } else {
                     self.cpus[cpu as usize].taken = false;
+                    if self.cpus[cpu as usize].current.is_none() {
+                        self.encs[e].idle_workers += 1;
+                    }
                     self.cpu_msg(e, cpu, 12, Message::CpuAvailable(PayloadCpuAvailable { cpu: c }));
                     self.encs[e].rng.exp(comp.mean_free_ns)
                 };

@@ -139,10 +139,13 @@ pub struct Report {
     pub fallback_dispatches: u64,
     /// Longest time with runnable tasks and idle CPUs but no dispatch (ns).
     pub longest_gap_ns: u64,
-    /// FNV-1a hash of the kernel's event trace (deterministic mode).
+    /// Hash (FNV-style, word by word) of the kernel's event trace (deterministic mode).
     pub trace_hash: u64,
     /// Every task id that arrived but neither exited nor departed.
     pub unfinished: Vec<u32>,
+    /// Kernel events the simulator processed for the whole machine (arrivals, burst ends, wake-ups, ticks,
+    /// polls, ...): with `wall_ns`, the simulator's own speed.
+    pub machine_events: u64,
     /// Real-time mode: the OS threads that ran the simulated CPUs (0 in deterministic mode).
     pub kernel_threads: u32,
     /// The run was in real time (wall-clock ns), not in virtual time.
@@ -244,6 +247,7 @@ impl Report {
         if self.realtime {
             field("kernel_threads", self.kernel_threads.to_string());
         }
+        field("machine_events", self.machine_events.to_string());
         if wall || self.realtime {
             field("wall_ns", self.wall_ns.to_string());
             field("handoff_wall_ns", self.handoff_wall_ns.to_string());
@@ -305,6 +309,14 @@ impl fmt::Display for Report {
         write!(f, "time                 {} ({clock}; the run: {})", dur(self.enclave_ns), dur(self.virtual_ns))?;
         if f.alternate() || self.realtime {
             write!(f, ", wall {}", dur(self.wall_ns))?;
+            if !self.realtime && self.machine_events > 0 {
+                write!(
+                    f,
+                    "; {} kernel events, {:.0} ns wall each",
+                    self.machine_events,
+                    self.wall_ns as f64 / self.machine_events as f64
+                )?;
+            }
         }
         writeln!(f)?;
         writeln!(f, "throughput           {:.1} tasks/s ({clock})", self.throughput())?;
@@ -550,6 +562,7 @@ pub fn try_run_machine(
         })
         .collect();
     let mut last_progress = Instant::now();
+    let mut iterations = 0u64;
     loop {
         let now = k.now();
         for (e, (spec, slot)) in specs.iter_mut().zip(slots.iter_mut()).enumerate() {
@@ -628,7 +641,8 @@ pub fn try_run_machine(
                 }
             }
         }
-        if progress && last_progress.elapsed().as_secs() >= 1 {
+        iterations += 1;
+        if progress && iterations % 4096 == 0 && last_progress.elapsed().as_secs() >= 1 {
             last_progress = Instant::now();
             eprintln!("progress: virtual {:.3} s, {} tasks completed", now as f64 / 1e9, k.completed());
         }
