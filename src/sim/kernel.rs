@@ -1043,10 +1043,14 @@ impl<'r> State<'r> {
         let mut told: Vec<usize> = Vec::new();
         for l in acts.latches {
             self.cpus[l.cpu as usize].seqnum = self.cpus[l.cpu as usize].seqnum.max(l.seqnum);
+            let g = l.snap.gtid;
+            if g == Gtid::IDLE && !l.poisoned && l.snap.run_flags.contains(RunFlags::NEED_CPU_NOT_IDLE) {
+                // One-shot: CPU_NOT_IDLE when something else displaces the idle task.
+                self.cpus[l.cpu as usize].need_not_idle = true;
+            }
             if l.already {
                 continue;
             }
-            let g = l.snap.gtid;
             if l.poisoned {
                 if let Some(t) = task_index(&self.tasks, g).filter(|&t| self.tasks[t].st == Ts::Runnable) {
                     if told.contains(&t) {
@@ -1111,9 +1115,6 @@ impl<'r> State<'r> {
                 }
             } else if g == Gtid::NULL || g == Gtid::IDLE {
                 self.preempt(l.cpu, false);
-                if g == Gtid::IDLE && l.snap.run_flags.contains(RunFlags::NEED_CPU_NOT_IDLE) {
-                    self.cpus[l.cpu as usize].need_not_idle = true;
-                }
             } else if g == Gtid::AGENT {
                 let c = &mut self.cpus[l.cpu as usize];
                 c.barrier.bump_locked();
