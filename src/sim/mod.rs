@@ -181,11 +181,7 @@ impl Report {
     /// Achieved load: ghOSt task time / (enclave time × worker CPUs), ‰.
     pub fn achieved_load_permille(&self) -> u64 {
         let cap = self.enclave_ns as u128 * self.worker_cpus.max(1) as u128;
-        if cap == 0 {
-            0
-        } else {
-            (self.cpu_busy_ns as u128 * 1000 / cap) as u64
-        }
+        (self.cpu_busy_ns as u128 * 1000).checked_div(cap).map_or(0, |p| p as u64)
     }
 
     /// The report as one JSON object (for scripts): every count, the latency percentiles (ns), the outcomes
@@ -505,7 +501,7 @@ pub fn validate_machine(specs: &[EnclaveSpec<'_>], duration_ns: u64) -> Result<(
         if let Some(c) = (spec.cpus & seen).first() {
             return Err(ConfigError::Overlap(c as u32));
         }
-        seen = seen | spec.cpus;
+        seen |= spec.cpus;
         let cfg = Config { duration_ns, ..spec.config.clone() };
         cfg.validate_for(spec.cpus.count() as u32)?;
     }

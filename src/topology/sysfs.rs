@@ -296,7 +296,7 @@ fn read_nodes(root: &Path, cpus: &mut [CpuInfo]) -> Result<(), SysfsError> {
         if let Some(c) = (set & seen).first() {
             return Err(malformed(std::format!("CPU {c} is also in another node's cpulist")));
         }
-        seen = seen | set;
+        seen |= set;
         for c in set.iter() {
             let Some(r) = cpus.get_mut(c) else {
                 return Err(malformed(std::format!("CPU {c} is not a possible CPU")));
