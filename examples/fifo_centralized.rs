@@ -19,6 +19,8 @@ struct Task {
     runnable: bool,
     queued: bool,
     sw: Option<GhostSwInfo>,
+    /// The kernel reported an affinity for it (checked against each CPU before committing).
+    pinned: bool,
 }
 
 /// The global FIFO agent.
@@ -27,6 +29,8 @@ pub struct CentralizedFifo<M: ghost_shm::shm::SharedMem> {
     tasks: BTreeMap<Gtid, Task>,
     runq: VecDeque<Gtid>,
     running: Vec<Option<Gtid>>,
+    /// The enclave's CPUs with `None` in `running` (a step visits only those).
+    idle: std::collections::BTreeSet<usize>,
     agent_cpu: u32,
     stats: AgentStats,
 }
@@ -43,13 +47,12 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
             tasks: BTreeMap::new(),
             runq: VecDeque::new(),
             running: vec![None; n],
+            idle: enclave.cpus().iter().collect(),
             agent_cpu,
             stats: AgentStats::default(),
         };
-        let region = enclave.status_words().id();
-        for found in enclave.discover() {
-            let (index, mut snap) = found?;
-            let sw = GhostSwInfo { id: region, index };
+        for found in enclave.discover_all() {
+            let (sw, mut snap) = found?;
             for _attempt in 0..2 {
                 match enclave.associate(&me.queue, snap.gtid, snap.barrier.0) {
                     // A TASK_NEW is still on its way: it will tell us about the task.
@@ -58,7 +61,14 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
                         let runnable = snap.runnable() && !snap.on_cpu();
                         me.tasks.insert(
                             snap.gtid,
-                            Task { seqnum: snap.barrier.0, last_msg: 0, runnable, queued: false, sw: Some(sw) },
+                            Task {
+                                seqnum: snap.barrier.0,
+                                last_msg: 0,
+                                runnable,
+                                queued: false,
+                                sw: Some(sw),
+                                pinned: enclave.backend().task_affinity(snap.gtid).is_some(),
+                            },
                         );
                         if runnable {
                             me.enqueue(snap.gtid);
@@ -66,7 +76,7 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
                     }
                     // A message raced the association: re-read the word and retry once.
                     Err(AgentError::Stale) => {
-                        snap = enclave.status_words().snapshot(index)?;
+                        snap = enclave.status_word(sw)?;
                         continue;
                     }
                     // The task is gone; free its word if the kernel is done with it.
@@ -95,6 +105,7 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
         if let Some(slot) = self.running.get_mut(cpu as usize) {
             if *slot == Some(g) {
                 *slot = None;
+                self.idle.insert(cpu as usize);
             }
         }
     }
@@ -116,8 +127,10 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
             Message::TaskNew(p) => {
                 t.runnable = p.runnable != 0;
                 t.sw = Some(p.sw_info);
+                t.pinned = enclave.backend().task_affinity(g).is_some();
                 self.enqueue(g);
             }
+            Message::TaskAffinityChanged(_) => t.pinned = enclave.backend().task_affinity(g).is_some(),
             Message::TaskWakeup(_) => {
                 t.runnable = true;
                 self.enqueue(g);
@@ -144,6 +157,15 @@ impl<M: ghost_shm::shm::SharedMem> CentralizedFifo<M> {
                     let _ = enclave.free_status_word(sw);
                 }
             }
+            // It left the enclave: forget it like a dead task.
+            Message::TaskDeparted(p) => {
+                let sw = t.sw;
+                self.tasks.remove(&g);
+                self.off_cpu(g, p.cpu);
+                if let Some(sw) = sw {
+                    let _ = enclave.free_status_word(sw);
+                }
+            }
             _ => {}
         }
     }
@@ -159,17 +181,31 @@ impl<B: Backend> Agent<B> for CentralizedFifo<B::Region> {
         }
         // Pair idle CPUs with the longest-waiting runnable tasks.
         let mut picks = Vec::new();
-        for cpu in enclave.cpus().iter() {
-            if self.running[cpu].is_some() {
-                continue;
+        for &cpu in &self.idle {
+            if self.runq.is_empty() {
+                break;
             }
-            while let Some(g) = self.runq.pop_front() {
-                let Some(t) = self.tasks.get_mut(&g) else { continue };
-                t.queued = false;
-                if t.runnable {
-                    picks.push((cpu as u32, g, t.seqnum));
-                    break;
+            // The longest-waiting task that may run here (its affinity, where the kernel says).
+            let mut i = 0;
+            while i < self.runq.len() {
+                let g = self.runq[i];
+                let Some(t) = self.tasks.get_mut(&g) else {
+                    self.runq.remove(i);
+                    continue;
+                };
+                if !t.runnable {
+                    t.queued = false;
+                    self.runq.remove(i);
+                    continue;
                 }
+                if t.pinned && enclave.backend().task_affinity(g).is_some_and(|a| !a.contains(cpu)) {
+                    i += 1;
+                    continue;
+                }
+                t.queued = false;
+                self.runq.remove(i);
+                picks.push((cpu as u32, g, t.seqnum));
+                break;
             }
         }
         if picks.is_empty() {
@@ -187,7 +223,10 @@ impl<B: Backend> Agent<B> for CentralizedFifo<B::Region> {
         for (p, g) in pending {
             let cpu = p.cpu() as usize;
             match p.poll() {
-                Ok(Some(o)) if o.is_success() => self.running[cpu] = Some(g),
+                Ok(Some(o)) if o.is_success() => {
+                    self.running[cpu] = Some(g);
+                    self.idle.remove(&cpu);
+                }
                 // Stale or otherwise refused: newer messages are on their way; keep the task queued.
                 _ => {
                     if let Some(t) = self.tasks.get_mut(&g) {
