@@ -15,8 +15,9 @@
 //! | [`topology`] | [`topology::CpuSet`], topology model, partitioning | same, plus the sysfs reader (`std`) |
 //!
 //! With `std` (default): `region` (memfd/mmap regions), `wake` (futex wakeups), `agent` (the agent API: an
-//! `Enclave` handle over a `Backend`), and with `sim` (default) the simulated kernel `sim`, which runs agents
-//! without a ghOSt kernel.
+//! `Enclave` handle over a `Backend`), `framework` (write a scheduling policy in a few dozen lines: typed
+//! callbacks, task table, discovery, centralized and per-CPU runtimes; its docs are the "write a policy"
+//! chapter), and with `sim` (default) the simulated kernel `sim`, which runs agents without a ghOSt kernel.
 //!
 //! ## Guarantees
 //! - **`no_std`, no allocation** in the core (everything outside the `std` feature). It builds for
@@ -124,6 +125,8 @@ extern crate std;
 pub mod abi;
 #[cfg(feature = "std")]
 pub mod agent;
+#[cfg(feature = "std")]
+pub mod framework;
 pub mod queue;
 #[cfg(feature = "std")]
 pub mod region;

@@ -113,6 +113,10 @@ pub trait Agent<B: Backend> {
     fn step(&mut self, enclave: &Enclave<B>) -> Result<(), AgentError>;
     /// The agent's counters.
     fn stats(&self) -> AgentStats;
+    /// Named counters of the agent and its policy, summed over incarnations into [`Report::counters`].
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// The result of a run.
@@ -163,6 +167,9 @@ pub struct Report {
     pub trace_hash: u64,
     /// Every task id that arrived but did not complete.
     pub unfinished: Vec<u32>,
+    /// The agents' named counters ([`Agent::counters`]: the framework's and the policy's), summed over
+    /// agent incarnations, in name order.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 impl Report {
@@ -183,6 +190,11 @@ impl Report {
         } else {
             n as f64 * 1e9 / self.virtual_ns as f64
         }
+    }
+
+    /// The agents' counter `name` (0 if absent).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v)
     }
 
     /// Count of transactions that ended in `o`.
@@ -251,6 +263,13 @@ impl fmt::Display for Report {
             self.invariant_violations,
             self.unfinished.len()
         )?;
+        if !self.counters.is_empty() {
+            write!(f, "agent counters      ")?;
+            for (k, v) in &self.counters {
+                write!(f, " {k}={v}")?;
+            }
+            writeln!(f)?;
+        }
         write!(f, "trace hash           {:016x}", self.trace_hash)
     }
 }
@@ -317,6 +336,7 @@ where
 struct Slot<'a, 'r> {
     agent: Option<(BoxedAgent<'a, 'r>, Enclave<SimBackend<'a, 'r>>)>,
     dead: AgentStats,
+    counters: Vec<(&'static str, u64)>,
     restart_at: Option<u64>,
     crashed: bool,
     upgraded: bool,
@@ -340,6 +360,7 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
         .map(|_| Slot {
             agent: None,
             dead: AgentStats::default(),
+            counters: Vec::new(),
             restart_at: Some(0),
             crashed: false,
             upgraded: false,
@@ -361,6 +382,7 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
                     slot.upgraded = true;
                     let (old, _) = slot.agent.take().unwrap();
                     add(&mut slot.dead, old.stats());
+                    add_counters(&mut slot.counters, old.counters());
                     drop(old);
                     slot.report.upgrades += 1;
                     slot.restart_at = Some(now);
@@ -371,6 +393,7 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
                     slot.crashed = true;
                     let (a, _) = slot.agent.take().unwrap();
                     add(&mut slot.dead, a.stats());
+                    add_counters(&mut slot.counters, a.counters());
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
                     slot.restart_at = Some(now + cfg.restart_after_ns);
@@ -406,6 +429,7 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
                 if !matches!(r, Ok(Ok(()))) {
                     let (a, _) = slot.agent.take().unwrap();
                     add(&mut slot.dead, a.stats());
+                    add_counters(&mut slot.counters, a.counters());
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
                     slot.restart_at = Some(now + cfg.restart_after_ns);
@@ -443,12 +467,14 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
     for (e, (spec, mut slot)) in specs.into_iter().zip(slots).enumerate() {
         if let Some((a, _)) = slot.agent.take() {
             add(&mut slot.dead, a.stats());
+                    add_counters(&mut slot.counters, a.counters());
         }
         let mut report = slot.report;
         k.fill_report(e, &mut report);
         report.messages_consumed = slot.dead.messages;
         report.seqnum_violations = slot.dead.seqnum_violations;
         report.overflows_seen = slot.dead.overflows_seen;
+        report.counters = slot.counters;
         report.wall_ns = wall.elapsed().as_nanos() as u64;
         out.enclaves.push((spec.name, report));
     }
@@ -510,7 +536,7 @@ where
             let _ = t0.set(Instant::now());
             let Ok(mut a) = started else {
                 k.agent_died(0);
-                return (AgentStats::default(), 1);
+                return (AgentStats::default(), Vec::new(), 1);
             };
             let mut crashes = 0;
             while !done.load(std::sync::atomic::Ordering::Acquire) {
@@ -521,10 +547,11 @@ where
                 }
                 std::thread::yield_now();
             }
-            (a.stats(), crashes)
+            (a.stats(), a.counters(), crashes)
         });
-        let (st, crashes) = agent.join().unwrap_or_default();
+        let (st, counters, crashes) = agent.join().unwrap_or_default();
         stats = st;
+        report.counters = counters;
         report.agent_starts = 1;
         report.agent_crashes = crashes;
     });
@@ -534,6 +561,16 @@ where
     report.overflows_seen = stats.overflows_seen;
     report.wall_ns = wall.elapsed().as_nanos() as u64;
     report
+}
+
+fn add_counters(total: &mut Vec<(&'static str, u64)>, c: Vec<(&'static str, u64)>) {
+    for (k, v) in c {
+        match total.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, t)) => *t += v,
+            None => total.push((k, v)),
+        }
+    }
+    total.sort_unstable_by_key(|(k, _)| *k);
 }
 
 fn add(total: &mut AgentStats, s: AgentStats) {
