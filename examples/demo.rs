@@ -3,8 +3,11 @@
 //! ```text
 //! cargo run --release --example demo -- [--agent centralized|percpu] [--cpus N] [--tasks N]
 //!     [--workload mixed|cpu|wakeup] [--duration-ms MS] [--seed S] [--ticks-us US] [--crash-at-ms MS]
-//!     [--mode deterministic|realtime]
+//!     [--mode deterministic|realtime] [--stats MS]
 //! ```
+//!
+//! `--stats MS` prints one JSON object per MS of (virtual) time while the agent runs, with its task counts and
+//! the framework's and the policy's counters (`… | grep '^{' | jq .`).
 //!
 //! `--crash-at-ms` kills the agent at that virtual time: the kernel falls back to its own FIFO, a new agent
 //! attaches after 2 ms, rediscovers the tasks through the status words and takes over. `--upgrade-at-ms`
@@ -20,6 +23,7 @@ mod centralized;
 #[path = "fifo_percpu.rs"]
 mod percpu;
 
+use ghost_shm::framework::Options;
 use ghost_shm::sim::{self, BoxedAgent, Config, EnclaveSpec, Workload};
 use ghost_shm::topology::{CpuSet, Level, Topology};
 
@@ -28,7 +32,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: demo [--agent centralized|percpu] [--cpus N] [--tasks N] [--workload mixed|cpu|wakeup] \
          [--duration-ms MS] [--seed S] [--ticks-us US] [--crash-at-ms MS] [--upgrade-at-ms MS] \
-         [--enclaves 1|2] [--topology SYSFS_ROOT] [--mode deterministic|realtime]"
+         [--enclaves 1|2] [--topology SYSFS_ROOT] [--mode deterministic|realtime] [--stats MS]"
     );
     std::process::exit(2)
 }
@@ -39,6 +43,7 @@ fn main() {
     let mut enclaves = 1;
     let mut realtime = false;
     let mut topology: Option<String> = None;
+    let mut stats: Option<u64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -58,6 +63,7 @@ fn main() {
             "--upgrade-at-ms" => cfg.upgrade_at_ns = Some(num(val()) * 1_000_000),
             "--enclaves" => enclaves = num(val()),
             "--topology" => topology = Some(val()),
+            "--stats" => stats = Some(num(val()).max(1) * 1_000_000),
             "--mode" => match val().as_str() {
                 "deterministic" => realtime = false,
                 "realtime" => realtime = true,
@@ -91,18 +97,19 @@ fn main() {
         },
         cfg.crash_at_ns.map_or(String::new(), |t| format!(", agent crash at {} ms", t / 1_000_000))
     );
+    let opts = || Options::default().queue_slots(slots).stats_every(stats);
     let report = match agent.as_str() {
         "centralized" => {
             cfg.agent_cpus = 1;
             let agent_cpu = cfg.cpus - 1;
             if realtime {
-                sim::run_realtime(&cfg, |e| centralized::CentralizedFifo::start(e, slots, agent_cpu))
+                sim::run_realtime(&cfg, |e| centralized::CentralizedFifo::start_with(e, opts().agent_cpu(agent_cpu)))
             } else {
-                sim::run(&cfg, |e| centralized::CentralizedFifo::start(e, slots, agent_cpu))
+                sim::run(&cfg, |e| centralized::CentralizedFifo::start_with(e, opts().agent_cpu(agent_cpu)))
             }
         }
-        "percpu" if realtime => sim::run_realtime(&cfg, |e| percpu::PerCpuFifo::start(e, slots)),
-        "percpu" => sim::run(&cfg, |e| percpu::PerCpuFifo::start(e, slots)),
+        "percpu" if realtime => sim::run_realtime(&cfg, |e| percpu::PerCpuFifo::start_with(e, opts())),
+        "percpu" => sim::run(&cfg, |e| percpu::PerCpuFifo::start_with(e, opts())),
         other => usage(&format!("unknown agent {other}")),
     };
     println!("{report}");

@@ -27,6 +27,7 @@ impl Policy for Fifo {
             if !ctx.run_next(cpu, &mut self.runq) {
                 break;
             }
+            ctx.count("dispatched", 1);
         }
     }
 }
@@ -38,7 +39,11 @@ pub struct CentralizedFifo;
 impl CentralizedFifo {
     /// Starts the agent on `agent_cpu` with queues of `slots` slots (tasks already in the enclave are taken
     /// over by the framework's discovery).
-    pub fn start<B: Backend>(e: &Enclave<B>, slots: u32, agent_cpu: u32) -> Result<Centralized<Fifo, B::Region>, AgentError> {
+    pub fn start<B: Backend>(
+        e: &Enclave<B>,
+        slots: u32,
+        agent_cpu: u32,
+    ) -> Result<Centralized<Fifo, B::Region>, AgentError> {
         Self::start_with(e, Options::default().queue_slots(slots).agent_cpu(agent_cpu))
     }
     /// Starts the agent with `opts`.

@@ -24,7 +24,9 @@ impl Policy for Fifo {
     fn task_new(&mut self, ctx: &mut Ctx<'_>, task: &Task) {
         let cpus: Vec<u32> = ctx.cpus().collect();
         self.next = (self.next + 1) % cpus.len();
-        ctx.place(task.gtid, cpus[self.next]);
+        if ctx.place(task.gtid, cpus[self.next]) {
+            ctx.count("placed", 1);
+        }
         if task.is_runnable() {
             self.task_runnable(ctx, task);
         }

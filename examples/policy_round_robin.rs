@@ -58,7 +58,13 @@ fn main() {
         }
     };
     let tick_ns = (slice_us * 1000 / 4).max(1000);
-    let cfg = Config { agent_cpus: 1, tick_ns: Some(tick_ns), workload: Workload::CPU_BOUND, tasks: 500, ..Config::default() };
+    let cfg = Config {
+        agent_cpus: 1,
+        tick_ns: Some(tick_ns),
+        workload: Workload::CPU_BOUND,
+        tasks: 500,
+        ..Config::default()
+    };
     let report = sim::run(&cfg, |e| Centralized::start(e, RoundRobin::new(slice_us * 1000), Options::default()));
     println!("round robin, slice {slice_us} µs, tick {} µs\n{report}", tick_ns / 1000);
 }

@@ -63,7 +63,8 @@ fn main() {
         }
     };
     let tick_ns = (slice_us * 1000 / 3).max(1000);
-    let cfg = Config { agent_cpus: 1, tick_ns: Some(tick_ns), workload: Workload::MIXED, tasks: 1000, ..Config::default() };
+    let cfg =
+        Config { agent_cpus: 1, tick_ns: Some(tick_ns), workload: Workload::MIXED, tasks: 1000, ..Config::default() };
     let report = sim::run(&cfg, |e| Centralized::start(e, Shinjuku::new(slice_us * 1000), Options::default()));
     println!("shinjuku, slice {slice_us} µs, tick {} µs\n{report}", tick_ns / 1000);
 }

@@ -577,8 +577,18 @@ mod tests {
         let n = PayloadTaskNew { gtid: 9, parent_gtid: 8, runnable: 0, ..Default::default() };
         assert_eq!((n.task(), n.parent(), n.is_runnable()), (Gtid(9), Gtid(8), false));
         assert!(PayloadTaskNew { runnable: 1, ..n }.is_runnable());
-        let w = PayloadTaskWakeup { gtid: 5, last_ran_cpu: -1, wake_up_cpu: 2, waker_cpu: -1, deferrable: 1, ..Default::default() };
-        assert_eq!((w.last_ran_cpu_id(), w.wake_up_cpu_id(), w.waker_cpu_id(), w.is_deferrable()), (None, Some(2), None, true));
+        let w = PayloadTaskWakeup {
+            gtid: 5,
+            last_ran_cpu: -1,
+            wake_up_cpu: 2,
+            waker_cpu: -1,
+            deferrable: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            (w.last_ran_cpu_id(), w.wake_up_cpu_id(), w.waker_cpu_id(), w.is_deferrable()),
+            (None, Some(2), None, true)
+        );
         let t = PayloadCpuTick { cpu: 4, is_agent: 1 };
         assert_eq!((t.cpu_id(), t.is_agent()), (Some(4), true));
         assert_eq!(Message::CpuTick(t).cpu_id(), Some(4));

@@ -172,7 +172,9 @@ impl Ctx<'_> {
         self.cpus
             .iter()
             .enumerate()
-            .filter(|(i, c)| c.worker && c.available && (self.scope == Scope::Global || self.scope == Scope::Local(*i as u32)))
+            .filter(|(i, c)| {
+                c.worker && c.available && (self.scope == Scope::Global || self.scope == Scope::Local(*i as u32))
+            })
             .map(|(i, _)| i as u32)
     }
     fn targeted(&self, cpu: u32) -> bool {

@@ -90,6 +90,18 @@ impl<B: Backend> Ops for PlaceOps<'_, B> {
     }
 }
 
+/// The context of a round: the clock, the agent's CPU, which CPUs it decides for, placement.
+#[derive(Clone, Copy)]
+struct Env<'o> {
+    now: u64,
+    agent_cpu: u32,
+    scope: Scope,
+    ops: &'o dyn Ops,
+}
+
+/// Outcomes of the requests of a commit: the commit time on success.
+type Outcomes = Vec<(RunRequest, Result<i64, RunError>)>;
+
 /// The state both runtimes share: the policy, the task table, the CPUs, the counters.
 struct Core<P> {
     policy: P,
@@ -115,6 +127,8 @@ fn newer(a: u32, b: u32) -> bool {
 impl<P: Policy> Core<P> {
     fn new<B: Backend>(enclave: &Enclave<B>, policy: P, opts: &mut Options) -> Self {
         let n = enclave.backend().ncpus() as usize;
+        let now = enclave.now();
+        let every = opts.stats_every_ns;
         // Every CPU is available until a CPU_BUSY says otherwise; tasks run on the worker CPUs only.
         let mut cpus = std::vec![CpuView { worker: false, available: true, current: None }; n];
         for c in enclave.cpus().iter().filter(|&c| c < n) {
@@ -129,33 +143,34 @@ impl<P: Policy> Core<P> {
             pc: Counters::default(),
             round: Round::default(),
             pending_free: Vec::new(),
-            stats_every: opts.stats_every_ns,
-            next_stats: 0,
-            last_stats: (0, Counters::default()),
+            stats_every: every,
+            // The first line one interval after the agent started.
+            next_stats: every.map_or(0, |e| (now / e + 1) * e),
+            last_stats: (now, Counters::default()),
             sink: opts.stats_sink.take(),
         }
     }
 
     /// Calls `f` with the policy and a context over this core.
-    fn with<R>(&mut self, now: u64, agent_cpu: u32, scope: Scope, ops: &dyn Ops, f: impl FnOnce(&mut P, &mut Ctx<'_>) -> R) -> R {
+    fn with<R>(&mut self, env: Env<'_>, f: impl FnOnce(&mut P, &mut Ctx<'_>) -> R) -> R {
         let mut ctx = Ctx {
-            now,
-            agent_cpu,
-            scope,
+            now: env.now,
+            agent_cpu: env.agent_cpu,
+            scope: env.scope,
             tasks: &mut self.tasks,
             cpus: &self.cpus,
             round: &mut self.round,
             counters: &mut self.pc,
-            ops,
+            ops: env.ops,
         };
         f(&mut self.policy, &mut ctx)
     }
 
     /// Takes over the tasks already in the enclave (after a crash or an upgrade): every in-use task status
     /// word is associated with `queue` at its current barrier and handed to the policy as a new task.
-    fn discover<B: Backend>(&mut self, enclave: &Enclave<B>, queue: QueueId, agent_cpu: u32, ops: &dyn Ops) -> Result<(), AgentError> {
+    fn discover<B: Backend>(&mut self, enclave: &Enclave<B>, queue: QueueId, env: Env<'_>) -> Result<(), AgentError> {
         let region = enclave.status_words().id();
-        let now = enclave.now();
+        let now = env.now;
         let mut found = Vec::new();
         for f in enclave.discover() {
             let (index, mut snap) = f?;
@@ -195,22 +210,22 @@ impl<P: Policy> Core<P> {
         }
         self.fw.add("tasks_discovered", found.len() as u64);
         for t in found {
-            self.with(now, agent_cpu, Scope::Global, ops, |p, ctx| p.task_new(ctx, &t));
+            self.with(env, |p, ctx| p.task_new(ctx, &t));
         }
         Ok(())
     }
 
     /// Handles one message consumed on the agent of `agent_cpu`.
-    fn handle<B: Backend>(&mut self, enclave: &Enclave<B>, now: u64, agent_cpu: u32, scope: Scope, ops: &dyn Ops, seqnum: u32, m: Message) {
+    fn handle<B: Backend>(&mut self, enclave: &Enclave<B>, env: Env<'_>, seqnum: u32, m: Message) {
         self.fw.add("messages", 1);
         match m.gtid() {
-            Some(g) => self.handle_task(enclave, now, agent_cpu, scope, ops, g, seqnum, m),
-            None => self.handle_cpu(now, agent_cpu, scope, ops, m),
+            Some(g) => self.handle_task(enclave, env, g, seqnum, m),
+            None => self.handle_cpu(env, m),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn handle_task<B: Backend>(&mut self, enclave: &Enclave<B>, now: u64, agent_cpu: u32, scope: Scope, ops: &dyn Ops, g: Gtid, seqnum: u32, m: Message) {
+    fn handle_task<B: Backend>(&mut self, enclave: &Enclave<B>, env: Env<'_>, g: Gtid, seqnum: u32, m: Message) {
+        let (now, scope) = (env.now, env.scope);
         let known = self.tasks.get(g).copied();
         let mut t = match known {
             Some(t) => t,
@@ -323,7 +338,7 @@ impl<P: Policy> Core<P> {
                 self.round.pings.push(home);
             }
         }
-        self.with(now, agent_cpu, scope, ops, |p, ctx| match cb {
+        self.with(env, |p, ctx| match cb {
             Cb::New => p.task_new(ctx, &t),
             Cb::Runnable => p.task_runnable(ctx, &t),
             Cb::Blocked => p.task_blocked(ctx, &t),
@@ -356,26 +371,26 @@ impl<P: Policy> Core<P> {
         t.state = state;
     }
 
-    fn handle_cpu(&mut self, now: u64, agent_cpu: u32, scope: Scope, ops: &dyn Ops, m: Message) {
+    fn handle_cpu(&mut self, env: Env<'_>, m: Message) {
         let Some(cpu) = m.cpu_id().filter(|&c| (c as usize) < self.cpus.len()) else {
             self.fw.add("bad_cpu_messages", 1);
             return;
         };
-        if let Scope::Local(here) = scope {
+        if let Scope::Local(here) = env.scope {
             if cpu != here {
                 self.round.pings.push(cpu);
             }
         }
         match m {
-            Message::CpuTick(_) => self.with(now, agent_cpu, scope, ops, |p, ctx| p.cpu_tick(ctx, cpu)),
-            Message::CpuTimerExpired(t) => self.with(now, agent_cpu, scope, ops, |p, ctx| p.cpu_timer(ctx, cpu, t.cookie)),
+            Message::CpuTick(_) => self.with(env, |p, ctx| p.cpu_tick(ctx, cpu)),
+            Message::CpuTimerExpired(t) => self.with(env, |p, ctx| p.cpu_timer(ctx, cpu, t.cookie)),
             Message::CpuAvailable(_) => {
                 self.cpus[cpu as usize].available = true;
-                self.with(now, agent_cpu, scope, ops, |p, ctx| p.cpu_available(ctx, cpu));
+                self.with(env, |p, ctx| p.cpu_available(ctx, cpu));
             }
             Message::CpuBusy(_) => {
                 self.cpus[cpu as usize].available = false;
-                self.with(now, agent_cpu, scope, ops, |p, ctx| p.cpu_busy(ctx, cpu));
+                self.with(env, |p, ctx| p.cpu_busy(ctx, cpu));
             }
             _ => {}
         }
@@ -405,7 +420,7 @@ impl<P: Policy> Core<P> {
         caller: u32,
         agent_barrier: Option<u32>,
         reqs: Vec<RunRequest>,
-    ) -> Result<Vec<(RunRequest, Result<i64, RunError>)>, AgentError> {
+    ) -> Result<Outcomes, AgentError> {
         let mut out = Vec::new();
         let mut txns = Vec::new();
         for r in reqs {
@@ -418,8 +433,10 @@ impl<P: Policy> Core<P> {
         for (r, txn) in txns.iter_mut() {
             match txn.open() {
                 Ok(open) => {
-                    let barrier =
-                        r.task_barrier.or_else(|| r.gtid().and_then(|g| self.tasks.get(g)).map(|t| t.seqnum)).unwrap_or(0);
+                    let barrier = r
+                        .task_barrier
+                        .or_else(|| r.gtid().and_then(|g| self.tasks.get(g)).map(|t| t.seqnum))
+                        .unwrap_or(0);
                     let mut open = open
                         .target(r.target.gtid())
                         .task_barrier(barrier)
@@ -454,13 +471,13 @@ impl<P: Policy> Core<P> {
     }
 
     /// Applies outcomes to the task table; returns the stale requests to retry.
-    fn apply(&mut self, now: u64, agent_cpu: u32, scope: Scope, ops: &dyn Ops, results: Vec<(RunRequest, Result<i64, RunError>)>) -> Vec<RunRequest> {
+    fn apply(&mut self, env: Env<'_>, results: Outcomes) -> Vec<RunRequest> {
         let mut retry = Vec::new();
         for (r, res) in results {
             match res {
                 Ok(commit_time) => {
                     self.fw.add("committed", 1);
-                    let since = if commit_time > 0 { commit_time as u64 } else { now };
+                    let since = if commit_time > 0 { commit_time as u64 } else { env.now };
                     match r.target {
                         Target::Task(g) => {
                             if let Some(c) = self.cpus.get_mut(r.cpu as usize) {
@@ -494,63 +511,59 @@ impl<P: Policy> Core<P> {
                     self.fw.add("stale_retried", 1);
                     retry.push(r);
                 }
-                Err(e) => self.failed(now, agent_cpu, scope, ops, Failure { request: r, error: e }),
+                Err(e) => self.failed(env, Failure { request: r, error: e }),
             }
         }
         retry
     }
 
-    fn failed(&mut self, now: u64, agent_cpu: u32, scope: Scope, ops: &dyn Ops, f: Failure) {
+    fn failed(&mut self, env: Env<'_>, f: Failure) {
         self.fw.add("run_failed", 1);
-        self.with(now, agent_cpu, scope, ops, |p, ctx| p.run_failed(ctx, f));
+        self.with(env, |p, ctx| p.run_failed(ctx, f));
     }
 
     /// One round after its messages are handled: the policy decides, the framework commits and retries stale
     /// decisions after draining again (`drain` handles the messages; `barrier` re-reads a local agent barrier).
-    #[allow(clippy::too_many_arguments)]
     fn decide<B: Backend>(
         &mut self,
         enclave: &Enclave<B>,
-        now: u64,
-        agent_cpu: u32,
-        scope: Scope,
-        ops: &dyn Ops,
+        env: Env<'_>,
         mut agent_barrier: Option<u32>,
         mut drain: impl FnMut(&mut Self) -> Result<(), AgentError>,
     ) -> Result<(), AgentError> {
-        self.with(now, agent_cpu, scope, ops, |p, ctx| p.schedule(ctx));
+        self.with(env, |p, ctx| p.schedule(ctx));
         let reqs = std::mem::take(&mut self.round.requests);
-        let results = self.commit(enclave, agent_cpu, agent_barrier, reqs)?;
-        let mut retry = self.apply(now, agent_cpu, scope, ops, results);
+        let results = self.commit(enclave, env.agent_cpu, agent_barrier, reqs)?;
+        let mut retry = self.apply(env, results);
         let mut attempt = 0;
         while !retry.is_empty() {
             if attempt == MAX_RETRIES {
                 for r in retry {
                     let f = Failure { request: r, error: RunError::Refused(crate::abi::TxnOutcome::TargetStale) };
-                    self.failed(now, agent_cpu, scope, ops, f);
+                    self.failed(env, f);
                 }
                 break;
             }
             attempt += 1;
-            if let Scope::Local(cpu) = scope {
+            if let Scope::Local(cpu) = env.scope {
                 agent_barrier = Some(enclave.agent_barrier(cpu)?);
             }
             drain(self)?;
             // Keep the decisions that still make sense after the newer messages.
             let mut again = Vec::new();
             for r in retry {
-                let ok = self.with(now, agent_cpu, scope, ops, |_, ctx| ctx.run(r));
+                let ok = self.with(env, |_, ctx| ctx.run(r));
                 if !ok {
                     again.push(r);
                 }
             }
             for r in again {
                 let f = Failure { request: r, error: RunError::Refused(crate::abi::TxnOutcome::TargetStale) };
-                self.failed(now, agent_cpu, scope, ops, f);
+                self.failed(env, f);
             }
             let reqs = std::mem::take(&mut self.round.requests);
-            let results = self.commit(enclave, agent_cpu, agent_barrier, reqs)?;
-            retry = self.apply(now, agent_cpu, scope, ops, results);
+            let results = self.commit(enclave, env.agent_cpu, agent_barrier, reqs)?;
+            retry = self.apply(env, results);
         }
         self.round.requests.clear();
         Ok(())
@@ -653,10 +666,16 @@ impl<P: Policy, M: SharedMem> Centralized<P, M> {
     /// Attaches `policy` to `enclave`: creates the queue, makes it the default, and takes over the tasks
     /// already in the enclave (discovery). The agent runs on `opts.agent_cpu` or the enclave's first agent
     /// CPU; an enclave without one is refused (a global agent needs a CPU that runs no task).
-    pub fn start<B: Backend<Region = M>>(enclave: &Enclave<B>, policy: P, mut opts: Options) -> Result<Self, AgentError> {
+    pub fn start<B: Backend<Region = M>>(
+        enclave: &Enclave<B>,
+        policy: P,
+        mut opts: Options,
+    ) -> Result<Self, AgentError> {
         let agent_cpu = match opts.agent_cpu.or_else(|| enclave.agent_cpus().first().map(|c| c as u32)) {
             Some(c) => c,
-            None => return Err(AgentError::Invalid("a centralized agent needs an agent CPU: the enclave reserves none")),
+            None => {
+                return Err(AgentError::Invalid("a centralized agent needs an agent CPU: the enclave reserves none"))
+            }
         };
         let queue = enclave.create_queue(opts.queue_slots)?;
         enclave.set_default_queue(&queue)?;
@@ -665,7 +684,8 @@ impl<P: Policy, M: SharedMem> Centralized<P, M> {
             c.worker = false;
         }
         let ops = PlaceOps { enclave, queues: &[] };
-        core.discover(enclave, queue.id(), agent_cpu, &ops)?;
+        let env = Env { now: enclave.now(), agent_cpu, scope: Scope::Global, ops: &ops };
+        core.discover(enclave, queue.id(), env)?;
         Ok(Centralized { core, queue, agent_cpu })
     }
 
@@ -675,17 +695,17 @@ impl<P: Policy, M: SharedMem> Centralized<P, M> {
         let now = enclave.now();
         let ops = PlaceOps { enclave, queues: &[] };
         self.core.retry_frees(enclave);
-        self.drain(enclave, now, &ops)?;
-        let (queue, agent_cpu) = (&mut self.queue, self.agent_cpu);
-        self.core.decide(enclave, now, agent_cpu, Scope::Global, &ops, None, |core| {
-            drain_into(core, queue, enclave, now, agent_cpu, Scope::Global, &ops)
-        })?;
+        self.drain(enclave, Env { now, agent_cpu: self.agent_cpu, scope: Scope::Global, ops: &ops })?;
+        // (The agent may have moved: its CPU is the caller of this round's commits.)
+        let env = Env { now, agent_cpu: self.agent_cpu, scope: Scope::Global, ops: &ops };
+        let queue = &mut self.queue;
+        self.core.decide(enclave, env, None, |core| drain_into(core, queue, enclave, env))?;
         self.core.maybe_stats(now);
         Ok(())
     }
 
-    fn drain<B: Backend<Region = M>>(&mut self, enclave: &Enclave<B>, now: u64, ops: &dyn Ops) -> Result<(), AgentError> {
-        drain_into(&mut self.core, &mut self.queue, enclave, now, self.agent_cpu, Scope::Global, ops)?;
+    fn drain<B: Backend<Region = M>>(&mut self, enclave: &Enclave<B>, env: Env<'_>) -> Result<(), AgentError> {
+        drain_into(&mut self.core, &mut self.queue, enclave, env)?;
         // CPU_BUSY on the agent's own CPU: move to another agent CPU, else to an idle worker.
         if self.core.cpus.get(self.agent_cpu as usize).is_some_and(|c| !c.available) {
             self.move_agent();
@@ -695,9 +715,16 @@ impl<P: Policy, M: SharedMem> Centralized<P, M> {
 
     fn move_agent(&mut self) {
         let cpus = &mut self.core.cpus;
-        let spare = self.core.agent_cpus.iter().copied().find(|&c| c != self.agent_cpu && cpus.get(c as usize).is_some_and(|v| v.available));
+        let spare = self
+            .core
+            .agent_cpus
+            .iter()
+            .copied()
+            .find(|&c| c != self.agent_cpu && cpus.get(c as usize).is_some_and(|v| v.available));
         let to = spare.or_else(|| {
-            (0..cpus.len()).find(|&c| cpus[c].worker && cpus[c].available && cpus[c].current.is_none()).map(|c| c as u32)
+            (0..cpus.len())
+                .find(|&c| cpus[c].worker && cpus[c].available && cpus[c].current.is_none())
+                .map(|c| c as u32)
         });
         if let Some(to) = to {
             if let Some(v) = cpus.get_mut(to as usize) {
@@ -735,10 +762,7 @@ fn drain_into<P: Policy, B: Backend, M: SharedMem>(
     core: &mut Core<P>,
     queue: &mut AgentQueue<M>,
     enclave: &Enclave<B>,
-    now: u64,
-    agent_cpu: u32,
-    scope: Scope,
-    ops: &dyn Ops,
+    env: Env<'_>,
 ) -> Result<(), AgentError> {
     let mut msgs = Vec::new();
     queue.consumer().drain(|d| msgs.push((d.seqnum, d.message)))?;
@@ -747,7 +771,7 @@ fn drain_into<P: Policy, B: Backend, M: SharedMem>(
         core.fw.add("overflows_seen", o as u64);
     }
     for (seqnum, m) in msgs {
-        core.handle(enclave, now, agent_cpu, scope, ops, seqnum, m);
+        core.handle(enclave, env, seqnum, m);
     }
     Ok(())
 }
@@ -773,7 +797,11 @@ pub struct PerCpu<P, M: SharedMem> {
 impl<P: Policy, M: SharedMem> PerCpu<P, M> {
     /// Attaches `policy` to `enclave`: a queue per worker CPU waking that CPU's agent, the first one the
     /// default, then discovery of the tasks already there.
-    pub fn start<B: Backend<Region = M>>(enclave: &Enclave<B>, policy: P, mut opts: Options) -> Result<Self, AgentError> {
+    pub fn start<B: Backend<Region = M>>(
+        enclave: &Enclave<B>,
+        policy: P,
+        mut opts: Options,
+    ) -> Result<Self, AgentError> {
         let n = enclave.backend().ncpus() as usize;
         let mut agents = Vec::new();
         let mut queues = std::vec![None; n];
@@ -788,7 +816,8 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
         let (first_cpu, first_q) = (first.cpu, first.queue.id());
         let mut core = Core::new(enclave, policy, &mut opts);
         let ops = PlaceOps { enclave, queues: &queues };
-        core.discover(enclave, first_q, first_cpu, &ops)?;
+        let env = Env { now: enclave.now(), agent_cpu: first_cpu, scope: Scope::Global, ops: &ops };
+        core.discover(enclave, first_q, env)?;
         let mut me = PerCpu { core, agents, queues };
         me.take_pings();
         Ok(me)
@@ -807,7 +836,7 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
     pub fn step<B: Backend<Region = M>>(&mut self, enclave: &Enclave<B>) -> Result<(), AgentError> {
         let now = enclave.now();
         self.core.retry_frees(enclave);
-        for _pass in 0..4 {
+        for pass in 0..4 {
             let mut ran = false;
             for i in 0..self.agents.len() {
                 let cpu = self.agents[i].cpu;
@@ -816,6 +845,9 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
                 let barrier = enclave.agent_barrier(cpu)?;
                 let a = &mut self.agents[i];
                 if a.seen == Some(barrier) && !a.pinged {
+                    if pass == 0 {
+                        self.core.fw.add("agent_sleeps", 1);
+                    }
                     continue;
                 }
                 a.seen = Some(barrier);
@@ -823,12 +855,10 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
                 ran = true;
                 self.core.fw.add("agent_wakeups", 1);
                 let ops = PlaceOps { enclave, queues: &self.queues };
-                let scope = Scope::Local(cpu);
+                let env = Env { now, agent_cpu: cpu, scope: Scope::Local(cpu), ops: &ops };
                 let queue = &mut self.agents[i].queue;
-                drain_into(&mut self.core, queue, enclave, now, cpu, scope, &ops)?;
-                self.core.decide(enclave, now, cpu, scope, &ops, Some(barrier), |core| {
-                    drain_into(core, queue, enclave, now, cpu, scope, &ops)
-                })?;
+                drain_into(&mut self.core, queue, enclave, env)?;
+                self.core.decide(enclave, env, Some(barrier), |core| drain_into(core, queue, enclave, env))?;
                 self.take_pings();
             }
             if !ran {

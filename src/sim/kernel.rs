@@ -989,8 +989,10 @@ impl Backend for SimBackend<'_, '_> {
     /// The enclave's CPUs reserved for agents (`Config::agent_cpus`).
     fn agent_cpus(&self) -> CpuSet {
         let st = self.k.lock();
-        CpuSet::from_cpus(st.cpus.iter().enumerate().filter(|(_, c)| !c.worker && c.enc == Some(self.e)).map(|(i, _)| i))
-            .unwrap_or_default()
+        CpuSet::from_cpus(
+            st.cpus.iter().enumerate().filter(|(_, c)| !c.worker && c.enc == Some(self.e)).map(|(i, _)| i),
+        )
+        .unwrap_or_default()
     }
     /// The simulated machine has no topology model: CPUs are flat.
     fn topology(&self) -> Option<crate::topology::sysfs::OwnedTopology> {

@@ -467,7 +467,7 @@ pub fn run_machine(mut specs: Vec<EnclaveSpec<'_>>, duration_ns: u64, progress: 
     for (e, (spec, mut slot)) in specs.into_iter().zip(slots).enumerate() {
         if let Some((a, _)) = slot.agent.take() {
             add(&mut slot.dead, a.stats());
-                    add_counters(&mut slot.counters, a.counters());
+            add_counters(&mut slot.counters, a.counters());
         }
         let mut report = slot.report;
         k.fill_report(e, &mut report);
