@@ -243,3 +243,71 @@ fn a_centralized_agent_without_an_agent_cpu_is_refused() {
     assert_eq!(r.agent_starts, 0);
     assert!(r.agent_crashes > 0 && r.fallback_dispatches > 0);
 }
+
+/// FIFO that starts tasks two at a time as a sync group when two CPUs are idle (a lone task waits a little for
+/// a partner); with `spoil`, every
+/// fourth group carries a stale member, so the whole group must fail.
+struct Gang {
+    runq: RunQueue,
+    spoil: bool,
+    groups: u64,
+}
+
+impl Policy for Gang {
+    fn task_runnable(&mut self, _ctx: &mut Ctx<'_>, task: &Task) {
+        self.runq.push_back(task.gtid);
+    }
+    fn schedule(&mut self, ctx: &mut Ctx<'_>) {
+        let idle = ctx.idle_cpus();
+        for pair in idle.chunks(2) {
+            let runnable = |ctx: &Ctx<'_>, g| ctx.task(g).is_some_and(|t: &Task| t.is_runnable());
+            let mut take = || loop {
+                let g = self.runq.pop_front()?;
+                if runnable(ctx, g) {
+                    return Some(g);
+                }
+            };
+            match (pair, take(), take()) {
+                ([a, b], Some(x), Some(y)) => {
+                    self.groups += 1;
+                    let mut second = RunRequest::task(*b, y);
+                    if self.spoil && self.groups % 4 == 0 {
+                        second = second.task_barrier(ctx.task(y).unwrap().seqnum.wrapping_sub(1));
+                    }
+                    assert!(ctx.run_group(&[RunRequest::task(*a, x), second]));
+                    // A group may not reuse a CPU or a task.
+                    assert!(!ctx.run_group(&[RunRequest::task(*a, x)]));
+                }
+                // Two idle CPUs but one task: wait up to 50 µs for a partner.
+                ([_, _], Some(x), None) if ctx.now() < ctx.task(x).unwrap().runnable_since + 50_000 => {
+                    self.runq.push_front(x);
+                }
+                (_, x, y) => {
+                    for g in [x, y].into_iter().flatten() {
+                        if !ctx.run(RunRequest::task(pair[0], g)) {
+                            self.runq.push_front(g);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sync_groups_commit_all_or_nothing() {
+    let cfg = Config { agent_cpus: 1, cpus: 5, ..small(3, Workload::MIXED) };
+    for spoil in [false, true] {
+        let r = sim::run(&cfg, |e| {
+            Centralized::start(e, Gang { runq: RunQueue::new(), spoil, groups: 0 }, Options::default())
+        });
+        check(&r, &format!("spoil {spoil}"));
+        assert!(r.counter("groups_committed") > 0, "spoil {spoil}");
+        assert_eq!(r.counter("groups_failed") > 0, spoil, "spoil {spoil}");
+        if spoil {
+            // Each failed group had its stale member refused, and that member reached run_failed.
+            assert_eq!(r.outcome(ghost_shm::abi::TxnOutcome::TargetStale), r.counter("groups_failed"));
+            assert!(r.counter("run_failed") >= r.counter("groups_failed"));
+        }
+    }
+}

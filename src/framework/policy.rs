@@ -113,6 +113,8 @@ pub(crate) struct CpuView {
 #[derive(Debug, Default)]
 pub(crate) struct Round {
     pub requests: std::vec::Vec<RunRequest>,
+    /// Sync groups: each committed all-or-nothing.
+    pub groups: std::vec::Vec<std::vec::Vec<RunRequest>>,
     pub pings: std::vec::Vec<u32>,
 }
 
@@ -178,7 +180,7 @@ impl Ctx<'_> {
             .map(|(i, _)| i as u32)
     }
     fn targeted(&self, cpu: u32) -> bool {
-        self.round.requests.iter().any(|r| r.cpu == cpu)
+        self.round.requests.iter().chain(self.round.groups.iter().flatten()).any(|r| r.cpu == cpu)
     }
     /// Whether `req` is acceptable now: its CPU is in scope, available and has no decision yet; its task is
     /// runnable, off-CPU and not picked already (or on that very CPU with `ALLOW_TASK_ONCPU`).
@@ -186,7 +188,8 @@ impl Ctx<'_> {
         let cpu_ok = self.in_scope().any(|c| c == req.cpu) && !self.targeted(req.cpu);
         let task_ok = match req.target {
             Target::Task(g) => self.tasks.get(g).is_some_and(|t| {
-                let picked = self.round.requests.iter().any(|r| r.gtid() == Some(g));
+                let picked =
+                    self.round.requests.iter().chain(self.round.groups.iter().flatten()).any(|r| r.gtid() == Some(g));
                 let here = t.state == TaskState::OnCpu
                     && t.cpu == Some(req.cpu)
                     && req.commit_flags.contains(crate::abi::CommitFlags::ALLOW_TASK_ONCPU);
@@ -201,6 +204,24 @@ impl Ctx<'_> {
         let ok = self.can_run(&req);
         if ok {
             self.round.requests.push(req);
+        }
+        ok
+    }
+    /// Requests `reqs` as a sync group (a gang decision): committed all-or-nothing
+    /// (`GHOST_IOC_SYNC_GROUP_TXN`), so either every member's task runs or none does. `false` (and nothing
+    /// requested) unless every member could [`run`](Ctx::run) on its own and no two share a CPU or a task.
+    /// Failed groups reach [`Policy::run_failed`] member by member and are not retried.
+    pub fn run_group(&mut self, reqs: &[RunRequest]) -> bool {
+        // Each member is checked against the earlier ones: stage them in the round, then take them back.
+        let before = self.round.requests.len();
+        let mut ok = !reqs.is_empty();
+        for r in reqs {
+            ok = ok && self.can_run(r);
+            self.round.requests.push(*r);
+        }
+        self.round.requests.truncate(before);
+        if ok {
+            self.round.groups.push(reqs.to_vec());
         }
         ok
     }

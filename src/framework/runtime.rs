@@ -470,6 +470,89 @@ impl<P: Policy> Core<P> {
         Ok(out)
     }
 
+    /// Commits a sync group all-or-nothing from `caller`: owns every member's transaction, opens and fills
+    /// them all (nothing is published if one cannot be opened), publishes them and commits them as a group;
+    /// the outcomes, member by member. In a failed group a member may still show `COMPLETE`: its task latched
+    /// and the kernel forces it off again (`TASK_PREEMPT`), so it is recorded as on the CPU until that
+    /// message. Group members are never retried.
+    fn commit_group<B: Backend>(
+        &mut self,
+        enclave: &Enclave<B>,
+        caller: u32,
+        agent_barrier: Option<u32>,
+        group: Vec<RunRequest>,
+    ) -> Result<Outcomes, AgentError> {
+        let group: Vec<RunRequest> = group.into_iter().map(RunRequest::see_stale).collect();
+        let fail_all = |e: RunError| group.iter().map(|r| (*r, Err(e))).collect::<Outcomes>();
+        let mut txns = Vec::new();
+        for r in &group {
+            txns.push(enclave.txn(r.cpu)?);
+        }
+        let owner = caller as i32;
+        if !txns.iter_mut().all(|t| t.try_own(owner).is_ok()) {
+            txns.iter_mut().for_each(|t| {
+                t.disown();
+            });
+            return Ok(fail_all(RunError::Busy(crate::txn::Busy::Owned(-1))));
+        }
+        let mut open = Vec::new();
+        let mut busy = None;
+        for (r, t) in group.iter().zip(txns.iter_mut()) {
+            match t.open() {
+                Ok(o) => {
+                    let barrier = r
+                        .task_barrier
+                        .or_else(|| r.gtid().and_then(|g| self.tasks.get(g)).map(|t| t.seqnum))
+                        .unwrap_or(0);
+                    let mut o = o
+                        .target(r.target.gtid())
+                        .task_barrier(barrier)
+                        .run_flags(r.run_flags)
+                        .commit_flags(r.txn_commit_flags());
+                    if let Some(b) = agent_barrier {
+                        o = o.agent_barrier(b);
+                    }
+                    open.push(o);
+                }
+                Err(b) => {
+                    busy = Some(b);
+                    break;
+                }
+            }
+        }
+        if let Some(b) = busy {
+            drop(open);
+            txns.iter_mut().for_each(|t| {
+                t.disown();
+            });
+            return Ok(fail_all(RunError::Busy(b)));
+        }
+        let pending: Vec<_> = open.into_iter().map(|o| o.commit()).collect();
+        let cpus: Vec<u32> = group.iter().map(|r| r.cpu).collect();
+        self.fw.add("commits", cpus.len() as u64);
+        let committed = enclave.group_commit(caller, &cpus)?;
+        let mut out = Vec::new();
+        for (r, p) in group.iter().zip(pending) {
+            let res = match p.wait(WAIT_SPINS) {
+                Ok(o) if o.is_success() => Ok(o.commit_time),
+                Ok(o) => Err(RunError::Refused(o.outcome)),
+                Err(WaitError::TimedOut) => Err(RunError::Pending),
+                Err(WaitError::Corrupt(_)) => Err(RunError::Corrupt),
+            };
+            out.push((*r, res));
+        }
+        if committed {
+            self.fw.add("groups_committed", 1);
+        } else {
+            // The kernel releases the owners only after a successful group.
+            self.fw.add("groups_failed", 1);
+            txns.iter_mut().for_each(|t| {
+                t.disown();
+            });
+        }
+        Ok(out)
+    }
+
     /// Applies outcomes to the task table; returns the stale requests to retry.
     fn apply(&mut self, env: Env<'_>, results: Outcomes) -> Vec<RunRequest> {
         let mut retry = Vec::new();
@@ -533,7 +616,10 @@ impl<P: Policy> Core<P> {
     ) -> Result<(), AgentError> {
         self.with(env, |p, ctx| p.schedule(ctx));
         let reqs = std::mem::take(&mut self.round.requests);
-        let results = self.commit(enclave, env.agent_cpu, agent_barrier, reqs)?;
+        let mut results = self.commit(enclave, env.agent_cpu, agent_barrier, reqs)?;
+        for group in std::mem::take(&mut self.round.groups) {
+            results.extend(self.commit_group(enclave, env.agent_cpu, agent_barrier, group)?);
+        }
         let mut retry = self.apply(env, results);
         let mut attempt = 0;
         while !retry.is_empty() {
@@ -566,6 +652,7 @@ impl<P: Policy> Core<P> {
             retry = self.apply(env, results);
         }
         self.round.requests.clear();
+        self.round.groups.clear();
         Ok(())
     }
 
