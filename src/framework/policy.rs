@@ -115,6 +115,9 @@ pub(crate) struct Round {
     pub requests: std::vec::Vec<RunRequest>,
     /// Sync groups: each committed all-or-nothing.
     pub groups: std::vec::Vec<std::vec::Vec<RunRequest>>,
+    /// Committed requests without an outcome yet (a commit point after the commit call); they keep their
+    /// CPU and task from other decisions until the outcome is read, in a later round.
+    pub inflight: std::vec::Vec<RunRequest>,
     pub pings: std::vec::Vec<u32>,
 }
 
@@ -180,7 +183,12 @@ impl Ctx<'_> {
             .map(|(i, _)| i as u32)
     }
     fn targeted(&self, cpu: u32) -> bool {
-        self.round.requests.iter().chain(self.round.groups.iter().flatten()).any(|r| r.cpu == cpu)
+        self.round
+            .requests
+            .iter()
+            .chain(self.round.groups.iter().flatten())
+            .chain(self.round.inflight.iter())
+            .any(|r| r.cpu == cpu)
     }
     /// Whether `req` is acceptable now: its CPU is in scope, available and has no decision yet; its task is
     /// runnable, off-CPU and not picked already (or on that very CPU with `ALLOW_TASK_ONCPU`).
@@ -188,8 +196,13 @@ impl Ctx<'_> {
         let cpu_ok = self.in_scope().any(|c| c == req.cpu) && !self.targeted(req.cpu);
         let task_ok = match req.target {
             Target::Task(g) => self.tasks.get(g).is_some_and(|t| {
-                let picked =
-                    self.round.requests.iter().chain(self.round.groups.iter().flatten()).any(|r| r.gtid() == Some(g));
+                let picked = self
+                    .round
+                    .requests
+                    .iter()
+                    .chain(self.round.groups.iter().flatten())
+                    .chain(self.round.inflight.iter())
+                    .any(|r| r.gtid() == Some(g));
                 let here = t.state == TaskState::OnCpu
                     && t.cpu == Some(req.cpu)
                     && req.commit_flags.contains(crate::abi::CommitFlags::ALLOW_TASK_ONCPU);

@@ -581,14 +581,11 @@ impl<P: Policy> Core<P> {
                         }
                     }
                 }
-                // A commit point after the call: the task's next message (TASK_ON_CPU with SEND_TASK_ON_CPU,
-                // or a PREEMPT) tells; until then it is not runnable in the policy's eyes.
+                // A commit point after the call: the outcome is read in a later round (`poll_inflight`);
+                // until then the CPU and the task are reserved.
                 Err(RunError::Pending) => {
                     self.fw.add("commits_deferred", 1);
-                    if let Some(t) = r.gtid().and_then(|g| self.tasks.get_mut(g)) {
-                        t.state = TaskState::OnCpu;
-                        t.cpu = Some(r.cpu);
-                    }
+                    self.round.inflight.push(r);
                 }
                 Err(e) if e.is_stale() && !r.see_stale => {
                     self.fw.add("stale_retried", 1);
@@ -598,6 +595,25 @@ impl<P: Policy> Core<P> {
             }
         }
         retry
+    }
+
+    /// Reads the outcomes of deferred commits that have become final and applies them (no retries).
+    fn poll_inflight<B: Backend>(&mut self, enclave: &Enclave<B>, env: Env<'_>) {
+        let mut done = Vec::new();
+        self.round.inflight.retain(|r| {
+            let res = match enclave.txn(r.cpu).map(|t| t.last_outcome()) {
+                Ok(Ok(None)) => return true,
+                Ok(Ok(Some(o))) if o.is_success() => Ok(o.commit_time),
+                Ok(Ok(Some(o))) => Err(RunError::Refused(o.outcome)),
+                Ok(Err(_)) | Err(_) => Err(RunError::Corrupt),
+            };
+            done.push((r.see_stale(), res));
+            false
+        });
+        if !done.is_empty() {
+            let retry = self.apply(env, done);
+            debug_assert!(retry.is_empty(), "see_stale: nothing to retry");
+        }
     }
 
     fn failed(&mut self, env: Env<'_>, f: Failure) {
@@ -614,6 +630,7 @@ impl<P: Policy> Core<P> {
         mut agent_barrier: Option<u32>,
         mut drain: impl FnMut(&mut Self) -> Result<(), AgentError>,
     ) -> Result<(), AgentError> {
+        self.poll_inflight(enclave, env);
         self.with(env, |p, ctx| p.schedule(ctx));
         let reqs = std::mem::take(&mut self.round.requests);
         let mut results = self.commit(enclave, env.agent_cpu, agent_barrier, reqs)?;
