@@ -115,6 +115,11 @@ pub trait Backend {
     fn ncpus(&self) -> u32;
     /// The status-word region (the agent only reads it).
     fn status_region(&self) -> Self::Region;
+    /// Every status-word region (ghOSt's `sw_regions/sw_<id>`, 65,534 words each), the first being
+    /// [`status_region`](Backend::status_region). The default: that one region.
+    fn status_regions(&self) -> std::vec::Vec<Self::Region> {
+        std::vec![self.status_region()]
+    }
     /// The `cpu_data` region.
     fn cpu_data(&self) -> Self::Region;
     /// `GHOST_IOC_CREATE_QUEUE`: a queue of `nelems` slots and its mapping.
@@ -139,6 +144,12 @@ pub trait Backend {
         let mut t = OwnedTopology::from_sysfs("/sys").ok()?;
         t.intersect(&self.cpus());
         Some(t)
+    }
+    /// `sched_getaffinity`: the CPUs `gtid` may run on, if the backend knows (`None`: unknown, try any; a
+    /// commit outside the affinity fails). Read it again after `TASK_AFFINITY_CHANGED`.
+    fn task_affinity(&self, gtid: Gtid) -> Option<CpuSet> {
+        let _ = gtid;
+        None
     }
     /// `GHOST_IOC_SW_GET_INFO(GHOST_AGENT, cpu)`: where the status word of `cpu`'s agent is (its barrier is
     /// the agent barrier a local commit must pass).
@@ -180,6 +191,8 @@ impl<M: SharedMem> AgentQueue<M> {
 pub struct Enclave<B: Backend> {
     backend: B,
     status: Reader<B::Region>,
+    /// The status-word regions after the first.
+    more_status: std::vec::Vec<Reader<B::Region>>,
     cpu_data: CpuData<B::Region>,
     cpus: CpuSet,
 }
@@ -195,10 +208,16 @@ impl<B: Backend> Enclave<B> {
             let _ = e;
             AgentError::Region("status-word region header does not match its mapping")
         })?;
+        let mut more_status = std::vec::Vec::new();
+        for region in backend.status_regions().into_iter().skip(1) {
+            more_status.push(Reader::attach(region).map_err(|_: AttachError| {
+                AgentError::Region("status-word region header does not match its mapping")
+            })?);
+        }
         let cpu_data = CpuData::new(backend.cpu_data(), backend.ncpus())
             .map_err(|_: LayoutError| AgentError::Region("cpu_data is not one page per CPU"))?;
         let cpus = backend.cpus();
-        Ok(Enclave { backend, status, cpu_data, cpus })
+        Ok(Enclave { backend, status, more_status, cpu_data, cpus })
     }
 
     /// The backend.
@@ -265,18 +284,33 @@ impl<B: Backend> Enclave<B> {
         &self.status
     }
 
-    /// A consistent snapshot of the status word at `info` (from `TASK_NEW`'s `sw_info`).
+    /// A consistent snapshot of the status word at `info` (from `TASK_NEW`'s `sw_info`), in whichever
+    /// status-word region `info.id` names.
     pub fn status_word(&self, info: GhostSwInfo) -> Result<Snapshot, AgentError> {
-        if info.id != self.status.id() {
-            return Err(AgentError::NotFound);
-        }
-        Ok(self.status.snapshot(info.index)?)
+        let reader = self.status_regions().find(|r| r.id() == info.id).ok_or(AgentError::NotFound)?;
+        Ok(reader.snapshot(info.index)?)
     }
 
-    /// Every in-use, non-agent status word: the tasks of a running enclave, for an agent that takes over after
-    /// a crash or an upgrade (ghOSt's task discovery). Yields `(index, snapshot)`.
+    /// Every status-word region, the first being [`status_words`](Enclave::status_words).
+    pub fn status_regions(&self) -> impl Iterator<Item = &Reader<B::Region>> {
+        core::iter::once(&self.status).chain(self.more_status.iter())
+    }
+
+    /// Every in-use, non-agent status word of the *first* status-word region: the tasks of a running enclave,
+    /// for an agent that takes over after a crash or an upgrade (ghOSt's task discovery). Yields
+    /// `(index, snapshot)`. An enclave with more tasks than
+    /// one region holds has several: use [`discover_all`](Enclave::discover_all).
     pub fn discover(&self) -> Discovery<'_, B::Region> {
         self.status.discover()
+    }
+
+    /// Every in-use, non-agent status word of every status-word region (ghOSt's task discovery). Yields
+    /// `(where, snapshot)`.
+    pub fn discover_all(&self) -> impl Iterator<Item = Result<(GhostSwInfo, Snapshot), ReadError>> + '_ {
+        self.status_regions().flat_map(|r| {
+            let id = r.id();
+            r.discover().map(move |found| found.map(|(index, snap)| (GhostSwInfo { id, index }, snap)))
+        })
     }
 
     /// Frees a status word whose `CANFREE` is set (after `TASK_DEAD` / `TASK_DEPARTED`).

@@ -59,11 +59,10 @@ fn check(r: &Report, what: &str) {
     assert_eq!(r.messages_produced, r.messages_consumed + r.messages_left, "{what}");
     assert_eq!(r.messages_dropped, 0, "{what}");
     assert!(r.latencies.len() as u64 >= r.tasks_completed, "{what}: every task got on a CPU");
-    // Every dead task's status word was freed by the framework (the policies free none themselves).
-    assert!(
-        r.counter("status_words_freed") >= r.tasks_completed - r.fallback_dispatches.min(r.tasks_completed),
-        "{what}"
-    );
+    // Every dead task's status word was freed by the framework (the policies free none themselves), but for
+    // TASK_DEADs still in a queue when the run ended (the agent's last step may come after the last exit).
+    let freed = r.counter("status_words_freed");
+    assert!(freed <= r.tasks_completed && freed + r.messages_left >= r.tasks_completed, "{what}: freed {freed}");
 }
 
 #[test]
@@ -74,7 +73,6 @@ fn every_policy_runs_clean_over_seeds_and_workloads() {
             for which in ALL {
                 let r = run(which, &small(seed, w));
                 check(&r, &format!("{which:?} seed {seed} {w:?}"));
-                assert_eq!(r.counter("status_words_freed"), r.tasks_completed, "{which:?}: every word freed");
                 assert_eq!(r.counter("committed"), r.outcome(ghost_shm::abi::TxnOutcome::Complete), "{which:?}");
             }
         }

@@ -299,10 +299,14 @@ fn online_cpu_without_topology_is_dropped_and_files_are_optional() {
     assert_eq!(topo.siblings_of(1).to_string(), "0-1");
     assert_eq!(report(&topo).to_string().lines().last(), Some("nodes 4:0-1,10"));
 
-    // Online says 0-2 but CPU 2 went away between the reads.
+    // Online says 0-2 but CPU 2 went offline between the reads (its topology/ is gone).
     let t = Tree::new("raced");
     t.file("devices/system/cpu/online", "0-2\n").cpu(0, 0, "0", None).cpu(1, 0, "1", None);
+    t.file("devices/system/cpu/cpu2/uevent", "");
     assert_eq!(t.read().unwrap().online().to_string(), "0-1");
+    // Online naming a CPU with no directory at all is a malformed tree, not a smaller machine.
+    t.file("devices/system/cpu/online", "0-3\n");
+    assert!(matches!(t.read(), Err(SysfsError::Malformed { .. })), "{:?}", t.read());
 }
 
 #[test]
@@ -311,6 +315,11 @@ fn typed_errors() {
     assert!(matches!(t.read(), Err(SysfsError::NoCpuDir { .. })));
 
     t.file("devices/system/cpu/online", "0-1\n");
+    match t.read() {
+        Err(SysfsError::Malformed { path, why }) => assert!(path.ends_with("online") && why.contains("CPU 0"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    t.file("devices/system/cpu/cpu0/uevent", "").file("devices/system/cpu/cpu1/uevent", "");
     match t.read() {
         Err(SysfsError::NoOnlineCpus { path }) => assert!(path.ends_with("online")),
         other => panic!("{other:?}"),

@@ -206,7 +206,7 @@ impl Ctx<'_> {
                 let here = t.state == TaskState::OnCpu
                     && t.cpu == Some(req.cpu)
                     && req.commit_flags.contains(crate::abi::CommitFlags::ALLOW_TASK_ONCPU);
-                !picked && (t.is_runnable() || here)
+                !picked && (t.is_runnable() || here) && t.may_run_on(req.cpu)
             }),
             Target::Idle | Target::Unschedule => true,
         };
@@ -239,19 +239,30 @@ impl Ctx<'_> {
         ok
     }
     /// Runs the first task of `q` that can run on `cpu`, dropping tasks that cannot run anywhere now (dead,
-    /// blocked or on a CPU); `false` if none.
+    /// blocked or on a CPU) and passing over (keeping, in order) those whose affinity excludes `cpu`; `false`
+    /// if none.
     pub fn run_next(&mut self, cpu: u32, q: &mut RunQueue) -> bool {
+        let mut passed = std::vec::Vec::new();
+        let mut ran = false;
         while let Some(g) = q.pop_front() {
             if self.run(RunRequest::task(cpu, g)) {
-                return true;
+                ran = true;
+                break;
             }
-            if self.tasks.get(g).is_some_and(|t| t.is_runnable()) {
-                // Runnable but refused (the CPU is taken): keep its place.
-                q.push_front(g);
-                return false;
+            match self.tasks.get(g) {
+                Some(t) if t.is_runnable() && !t.may_run_on(cpu) => passed.push(g),
+                // Runnable but refused (the CPU is taken): keep its place, stop.
+                Some(t) if t.is_runnable() => {
+                    passed.push(g);
+                    break;
+                }
+                _ => {}
             }
         }
-        false
+        for g in passed.into_iter().rev() {
+            q.push_front(g);
+        }
+        ran
     }
     /// Per-CPU runtime: routes task `g`'s messages to `cpu`'s agent (and wakes it). Needs the task's latest
     /// barrier; `false` if a newer message is in flight (the task stays where it was). The centralized runtime

@@ -169,12 +169,11 @@ impl<P: Policy> Core<P> {
     /// Takes over the tasks already in the enclave (after a crash or an upgrade): every in-use task status
     /// word is associated with `queue` at its current barrier and handed to the policy as a new task.
     fn discover<B: Backend>(&mut self, enclave: &Enclave<B>, queue: QueueId, env: Env<'_>) -> Result<(), AgentError> {
-        let region = enclave.status_words().id();
         let now = env.now;
         let mut found = Vec::new();
-        for f in enclave.discover() {
-            let (index, mut snap) = f?;
-            let sw = GhostSwInfo { id: region, index };
+        // Every status-word region: an enclave with more tasks than one region holds has several.
+        for f in enclave.discover_all() {
+            let (sw, mut snap) = f?;
             for _attempt in 0..2 {
                 match enclave.backend().associate_queue(queue, snap.gtid, snap.barrier.0) {
                     // Its TASK_NEW is still on the way and will go to `queue`.
@@ -189,13 +188,14 @@ impl<P: Policy> Core<P> {
                         };
                         let mut t = Task::new(snap.gtid, state, snap.barrier.0, now);
                         t.sw = Some(sw);
+                        t.affinity = enclave.backend().task_affinity(snap.gtid);
                         t.runtime_ns = snap.runtime;
                         self.tasks.insert(t);
                         found.push(t);
                     }
                     // A message raced the association: re-read the word and try once more.
                     Err(AgentError::Stale) => {
-                        snap = enclave.status_words().snapshot(index)?;
+                        snap = enclave.status_word(sw)?;
                         continue;
                     }
                     // Gone: free its word if the kernel is done with it.
@@ -274,6 +274,7 @@ impl<P: Policy> Core<P> {
                 t.runtime_ns = p.runtime;
                 t.state = if p.is_runnable() { TaskState::Runnable } else { TaskState::Blocked };
                 t.runnable_since = now;
+                t.affinity = enclave.backend().task_affinity(g);
                 Cb::New
             }
             Message::TaskWakeup(_) => {
@@ -316,7 +317,10 @@ impl<P: Policy> Core<P> {
                 }
                 Cb::None
             }
-            Message::TaskAffinityChanged(_) => Cb::Affinity,
+            Message::TaskAffinityChanged(_) => {
+                t.affinity = enclave.backend().task_affinity(g);
+                Cb::Affinity
+            }
             Message::TaskPriorityChanged(p) => {
                 t.nice = p.nice;
                 Cb::Priority

@@ -1,6 +1,7 @@
 //! The built-in task table and a run queue for policies.
 
 use crate::abi::{GhostSwInfo, Gtid};
+use crate::topology::CpuSet;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Where a task is, as far as the agent knows from the messages it consumed.
@@ -38,6 +39,9 @@ pub struct Task {
     pub runnable_since: u64,
     /// Its nice value (from `TASK_NEW` / `TASK_PRIORITY_CHANGED`).
     pub nice: i32,
+    /// The CPUs it may run on, if the backend reports an affinity (`sched_getaffinity`, read again on
+    /// `TASK_AFFINITY_CHANGED`); `None`: any. [`Ctx::run`](super::Ctx::run) refuses other CPUs.
+    pub affinity: Option<CpuSet>,
     pub(crate) sw: Option<GhostSwInfo>,
     /// Seqnum of the last message consumed (0: none yet).
     pub(crate) last_msg: u32,
@@ -55,6 +59,7 @@ impl Task {
             on_cpu_since: None,
             runnable_since: now,
             nice: 0,
+            affinity: None,
             sw: None,
             last_msg: 0,
         }
@@ -63,6 +68,11 @@ impl Task {
     /// Runnable and not on a CPU.
     pub fn is_runnable(&self) -> bool {
         self.state == TaskState::Runnable
+    }
+
+    /// Whether its affinity allows `cpu`.
+    pub fn may_run_on(&self, cpu: u32) -> bool {
+        self.affinity.is_none_or(|a| a.contains(cpu as usize))
     }
 
     /// How long it has been on its CPU at `now` (0 when not on a CPU or the start is unknown).

@@ -1,6 +1,6 @@
 //! The simulated kernel: kernel-side state driven by the crate's kernel-side protocol code.
 
-use super::{Config, Report, Rng};
+use super::{AgentCost, Config, Report, Rng};
 use crate::abi::*;
 use crate::agent::{AgentError, Backend};
 use crate::queue::{associate, AssocError, AssocStatus, Consumer, Producer, QueueId, Routing, TaskQueue};
@@ -18,22 +18,33 @@ use std::vec::Vec;
 
 type Mem = Arc<OwnedRegion>;
 
-/// The shared regions of the simulated enclave (they outlive the kernel state that borrows the writer).
+/// Words per status-word region (ghOSt's `sw_regions/sw_<id>`: 65,534 each).
+pub(crate) const SW_PER_REGION: u32 = 65_534;
+
+/// The shared regions of the simulated enclave (they outlive the kernel state that borrows the writers).
 pub(crate) struct Regions {
-    status: Mem,
-    writer: Writer<Mem>,
+    /// Status-word regions, id = index (ghOSt allocates from several `sw_<id>` regions).
+    status: Vec<(Mem, Writer<Mem>)>,
     cpu_data_mem: Mem,
     cpu_data: CpuData<Mem>,
     ncpus: u32,
 }
 
 impl Regions {
-    /// The regions of one enclave of a machine of `ncpus` CPUs with room for `tasks` tasks.
-    pub(crate) fn new(ncpus: u32, tasks: u32) -> Regions {
+    /// The regions of one enclave of a machine of `ncpus` CPUs (1..=MAX_CPUS) with room for `tasks` tasks
+    /// (the caller validated both: see `ConfigError`).
+    pub(crate) fn new(ncpus: u32, tasks: u64) -> Regions {
         let ncpus = ncpus.max(1);
-        let capacity = tasks + ncpus + 8;
-        let status = Arc::new(OwnedRegion::new(status::region_len(capacity).next_multiple_of(PAGE_SIZE)));
-        let writer = Writer::with_capacity(status.clone(), 0, 0, capacity).expect("status region fits");
+        let mut words = tasks + ncpus as u64 + 8;
+        let mut status = Vec::new();
+        while words > 0 {
+            let capacity = words.min(SW_PER_REGION as u64) as u32;
+            words -= capacity as u64;
+            let mem = Arc::new(OwnedRegion::new(status::region_len(capacity).next_multiple_of(PAGE_SIZE)));
+            let id = status.len() as u32;
+            let writer = Writer::with_capacity(mem.clone(), id, 0, capacity).expect("status region fits");
+            status.push((mem, writer));
+        }
         let cpu_data_mem = Arc::new(OwnedRegion::new(CPU_DATA_SIZE * ncpus as usize));
         let cpu_data = CpuData::new(cpu_data_mem.clone(), ncpus).expect("one page per CPU");
         // Every possible CPU's page is initialised, so an agent can address any CPU; commits to CPUs of other
@@ -41,7 +52,24 @@ impl Regions {
         for c in 0..ncpus {
             cpu_data.init_txn(c).expect("cpu in range");
         }
-        Regions { status, writer, cpu_data_mem, cpu_data, ncpus }
+        Regions { status, cpu_data_mem, cpu_data, ncpus }
+    }
+
+    /// A free status word, from the first region with room at or after `*hint` (which follows it).
+    fn alloc(&self, hint: &mut usize) -> Option<status::Allocated<'_, Mem>> {
+        let n = self.status.len();
+        for i in 0..n {
+            let r = (*hint + i) % n;
+            if let Ok(a) = self.status[r].1.alloc() {
+                *hint = r;
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    fn writer(&self, id: u32) -> Option<&Writer<Mem>> {
+        self.status.get(id as usize).map(|(_, w)| w)
     }
 }
 
@@ -78,6 +106,10 @@ struct Task<'r> {
     runtime: u64,
     runnable_since: u64,
     last_cpu: i32,
+    /// The CPUs it may run on (`None`: any).
+    affinity: Option<Box<[u32]>>,
+    /// When it arrived (for its response time).
+    arrived_at: u64,
 }
 
 struct Cpu<'r> {
@@ -92,6 +124,10 @@ struct Cpu<'r> {
     route: TaskQueue,
     seqnum: u64,
     worker: bool,
+    /// A higher-class (non-ghOSt) task holds the CPU.
+    taken: bool,
+    /// The agent latched the idle task here with `NEED_CPU_NOT_IDLE`: tell it when something else runs.
+    need_not_idle: bool,
 }
 
 struct SimQueue {
@@ -107,6 +143,12 @@ enum Kind {
     Wake(usize),
     Tick(u32),
     Poll(usize),
+    /// A competing non-ghOSt task takes (or gives back) the CPU.
+    Compete(u32),
+    /// Enclave `e`'s agent finished the work of its last step.
+    Busy(usize),
+    /// The agent's timerfd of enclave `e` fires.
+    Timer(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -125,12 +167,42 @@ struct Enc {
     rng: Rng,
     runnable: usize,
     latencies: Vec<u64>,
+    /// Per exited task: (CPU time, response time), ns.
+    responses: Vec<(u64, u64)>,
     outcomes: [u64; 16],
     produced: u64,
     dropped: u64,
     arrived: u64,
     completed: u64,
     violations: u64,
+    latches_dropped: u64,
+    /// The status-word region the next allocation tries first.
+    sw_hint: usize,
+    /// Where timer messages go.
+    first_worker: u32,
+    /// Agent cost model: the agent is busy until then (virtual ns).
+    busy_until: u64,
+    /// Cost of the step in progress so far (ns).
+    step_cost: u64,
+    /// A step is in progress (commits are charged).
+    in_step: bool,
+    /// A `Busy` event is pending.
+    busy_poll: bool,
+    /// Messages produced since the agent's last step began (it consumes them in its next step).
+    unread: u64,
+    /// Virtual time the agent spent working (ns).
+    agent_busy_ns: u64,
+    timer_count: u64,
+    competing_takes: u64,
+    departed: u64,
+    /// Worker CPUs.
+    workers: u32,
+    /// Offered load, ‰ of the workers.
+    offered_permille: u64,
+    /// ghOSt task time on the enclave's CPUs (ns).
+    cpu_busy_ns: u64,
+    /// When the enclave's last task exited or departed.
+    last_done_ns: u64,
     fallback: u64,
     gap_start: Option<u64>,
     longest_gap: u64,
@@ -168,6 +240,8 @@ impl<'r> Kernel<'r> {
                 route: TaskQueue::new(),
                 seqnum: 0,
                 worker: false,
+                taken: false,
+                need_not_idle: false,
             })
             .collect();
         let mut st =
@@ -179,15 +253,30 @@ impl<'r> Kernel<'r> {
                 let cpu = &mut cpu_vec[c];
                 cpu.enc = Some(e);
                 cpu.worker = i < workers;
-                cpu.word = r[e].writer.alloc().ok().map(|a| a.init(agent_gtid(c as u32), SwFlags::TASK_IS_AGENT));
+                cpu.word = r[e].alloc(&mut 0).map(|a| a.init(agent_gtid(c as u32), SwFlags::TASK_IS_AGENT));
             }
             let mut rng = Rng::new(cfg.seed);
             let w = cfg.workload;
+            let gap = w.arrival_gap_ns(workers as u32);
             let mut t = 0u64;
-            for _ in 0..cfg.tasks {
-                t += rng.exp(w.mean_arrival_gap_ns);
-                let bursts = rng.range(w.bursts.0 as u64, w.bursts.1 as u64).max(1) as u32;
-                let burst = rng.exp(w.mean_service_ns);
+            let rows = cfg.trace.as_ref().map(|tr| &tr.rows[..]);
+            for i in 0..cfg.task_count() as usize {
+                let (arrival, bursts, burst, affinity) = match rows {
+                    Some(rows) => {
+                        let row = &rows[i];
+                        // Trace CPUs are worker indices of the enclave: map them to its CPUs.
+                        let aff = row
+                            .cpus
+                            .as_ref()
+                            .map(|cs| cs.iter().filter_map(|&c| members.get(c as usize).map(|&m| m as u32)).collect());
+                        (row.arrival_ns, 1, row.service_ns.max(1), aff)
+                    }
+                    None => {
+                        t = t.saturating_add(rng.exp(gap));
+                        let bursts = rng.range(w.bursts.0 as u64, w.bursts.1 as u64).max(1) as u32;
+                        (t, bursts, w.service.sample(&w, &mut rng), None)
+                    }
+                };
                 let id = st.tasks.len();
                 st.tasks.push(Task {
                     enc: e,
@@ -201,13 +290,24 @@ impl<'r> Kernel<'r> {
                     runtime: 0,
                     runnable_since: 0,
                     last_cpu: -1,
+                    affinity,
+                    arrived_at: 0,
                 });
-                st.push(t, Kind::Arrive(id));
+                st.push(arrival, Kind::Arrive(id));
             }
             if let Some(tick) = cfg.tick_ns {
                 for &c in members.iter().take(workers) {
                     st.push(tick, Kind::Tick(c as u32));
                 }
+            }
+            if let Some(c) = cfg.competing {
+                for &cpu in members.iter().take(workers) {
+                    let at = rng.exp(c.mean_free_ns);
+                    st.push(at, Kind::Compete(cpu as u32));
+                }
+            }
+            if let Some(p) = cfg.timer_ns {
+                st.push(p, Kind::Timer(e));
             }
             st.encs.push(Enc {
                 cfg: cfg.clone(),
@@ -217,12 +317,36 @@ impl<'r> Kernel<'r> {
                 rng,
                 runnable: 0,
                 latencies: Vec::new(),
+                responses: Vec::new(),
                 outcomes: [0; 16],
                 produced: 0,
                 dropped: 0,
                 arrived: 0,
                 completed: 0,
                 violations: 0,
+                latches_dropped: 0,
+                sw_hint: 0,
+                first_worker: members.first().map_or(0, |&c| c as u32),
+                busy_until: 0,
+                step_cost: 0,
+                in_step: false,
+                busy_poll: false,
+                unread: 0,
+                agent_busy_ns: 0,
+                timer_count: 0,
+                competing_takes: 0,
+                departed: 0,
+                workers: workers as u32,
+                offered_permille: match &cfg.trace {
+                    None => w.offered_permille(workers as u32),
+                    Some(tr) => {
+                        let work: u128 = tr.rows.iter().map(|r| r.service_ns as u128).sum();
+                        let span = tr.rows.iter().map(|r| r.arrival_ns).max().unwrap_or(0).max(1) as u128;
+                        (work * 1000 / (span * workers as u128)) as u64
+                    }
+                },
+                cpu_busy_ns: 0,
+                last_done_ns: 0,
                 fallback: 0,
                 gap_start: None,
                 longest_gap: 0,
@@ -250,7 +374,7 @@ impl<'r> Kernel<'r> {
     }
 
     pub(crate) fn finished(&self) -> bool {
-        self.lock().encs.iter().all(|e| e.completed == e.cfg.tasks as u64)
+        self.lock().encs.iter().all(|e| e.done())
     }
 
     /// Whether enclave `e` had an event at the last instant (its agent should run).
@@ -262,6 +386,39 @@ impl<'r> Kernel<'r> {
         let mut st = self.lock();
         st.encs[e].agent = yes;
         st.hash_event(e, 6, yes as u64, 0);
+    }
+
+    /// Deterministic mode, before enclave `e`'s agent steps: `false` if the agent is still busy with its
+    /// previous step's work (it runs again when that ends). Otherwise the step begins: the messages produced
+    /// since the last step (which it consumes now) and a wake-up, if it was sleeping, are charged.
+    pub(crate) fn begin_step(&self, e: usize) -> bool {
+        let mut st = self.lock();
+        let now = st.now;
+        let en = &mut st.encs[e];
+        if now < en.busy_until {
+            let t = en.busy_until;
+            if !en.busy_poll {
+                en.busy_poll = true;
+                st.push(t, Kind::Busy(e));
+            }
+            return false;
+        }
+        let c = en.cfg.agent_cost;
+        let wake = if now > en.busy_until { c.wakeup_ns } else { 0 };
+        en.step_cost = wake.saturating_add(en.unread.saturating_mul(c.per_message_ns));
+        en.unread = 0;
+        en.in_step = true;
+        true
+    }
+
+    /// Deterministic mode, after enclave `e`'s agent stepped: it is busy for the step's cost.
+    pub(crate) fn end_step(&self, e: usize) {
+        let mut st = self.lock();
+        let now = st.now;
+        let en = &mut st.encs[e];
+        en.in_step = false;
+        en.busy_until = now.saturating_add(en.step_cost);
+        en.agent_busy_ns = en.agent_busy_ns.saturating_add(en.step_cost);
     }
 
     /// After enclave `e`'s agent ran: if tasks wait for idle CPUs, its loop runs again shortly.
@@ -292,7 +449,7 @@ impl<'r> Kernel<'r> {
                 if let Some(res) = res {
                     st.record(e, &res);
                 }
-                st.apply(e, acts);
+                st.apply(e, acts, 0);
             }
         }
         st.fallback_dispatch(e);
@@ -340,7 +497,7 @@ impl<'r> Kernel<'r> {
             }
             st.update_gap(e);
         }
-        !st.encs.iter().all(|e| e.completed == e.cfg.tasks as u64)
+        !st.encs.iter().all(|e| e.done())
     }
 
     /// Real-time mode: when the next event is due (wall ns since the start).
@@ -356,16 +513,28 @@ impl<'r> Kernel<'r> {
             .tasks
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.enc == e && t.st != Ts::Dead)
+            .filter(|(_, t)| t.enc == e && !matches!(t.st, Ts::Dead | Ts::Pending))
             .map(|(i, _)| i as u32)
             .collect();
         let en = &mut st.encs[e];
         rep.tasks_arrived = en.arrived;
         rep.tasks_completed = en.completed;
+        rep.tasks_departed = en.departed;
+        rep.tasks_total = en.cfg.task_count();
         rep.virtual_ns = now;
+        rep.enclave_ns = if en.done() { en.last_done_ns } else { now };
+        rep.worker_cpus = en.workers;
+        rep.agent_cpus = en.cfg.agent_cpus;
+        rep.offered_load_permille = en.offered_permille;
+        rep.cpu_busy_ns = en.cpu_busy_ns;
+        rep.agent_busy_ns = en.agent_busy_ns;
+        rep.competing_takes = en.competing_takes;
+        rep.timer_expiries = en.timer_count;
+        rep.agent_cost = en.cfg.agent_cost;
         let mut lat = std::mem::take(&mut en.latencies);
         lat.sort_unstable();
         rep.latencies = lat;
+        rep.responses = std::mem::take(&mut en.responses);
         rep.txn_outcomes =
             TxnOutcome::ALL.iter().zip(en.outcomes.iter()).filter(|(_, n)| **n > 0).map(|(o, n)| (*o, *n)).collect();
         rep.messages_produced = en.produced;
@@ -378,10 +547,18 @@ impl<'r> Kernel<'r> {
             .map(|q| Consumer::attach(q.region.clone()).map_or(0, |mut c| c.drain(|_| ()).unwrap_or(0) as u64))
             .sum();
         rep.invariant_violations = en.violations;
+        rep.latches_dropped = en.latches_dropped;
         rep.fallback_dispatches = en.fallback;
         rep.longest_gap_ns = en.longest_gap;
         rep.trace_hash = en.hash;
         rep.unfinished = unfinished;
+    }
+}
+
+impl Enc {
+    /// Every task of the enclave exited or departed.
+    fn done(&self) -> bool {
+        self.completed + self.departed == self.cfg.task_count()
     }
 }
 
@@ -414,7 +591,8 @@ impl<'r> State<'r> {
     }
 
     fn starved(&self, e: usize) -> bool {
-        self.encs[e].runnable > 0 && self.cpus.iter().any(|c| c.enc == Some(e) && c.worker && c.current.is_none())
+        self.encs[e].runnable > 0
+            && self.cpus.iter().any(|c| c.enc == Some(e) && c.worker && !c.taken && c.current.is_none())
     }
 
     fn update_gap(&mut self, e: usize) {
@@ -434,7 +612,10 @@ impl<'r> State<'r> {
         let Some(sq) = q.and_then(|q| en.queues.get(q.0 as usize)) else { return };
         let wake = sq.wake_cpu;
         match sq.producer.produce(m, seqnum) {
-            Ok(()) => en.produced += 1,
+            Ok(()) => {
+                en.produced += 1;
+                en.unread += 1;
+            }
             Err(_) => en.dropped += 1,
         }
         if let Some(c) = wake.and_then(|c| self.cpus.get_mut(c as usize)) {
@@ -458,6 +639,33 @@ impl<'r> State<'r> {
         self.deliver(e, q, seq, &m);
     }
 
+    /// Produces CPU message `m` about `cpu` (seqnum: the CPU agent's barrier, bumped) and wakes the agent.
+    fn cpu_msg(&mut self, e: usize, cpu: u32, code: u64, m: Message) {
+        let q = self.encs[e].routing.route(&self.cpus[cpu as usize].route);
+        let c = &mut self.cpus[cpu as usize];
+        if let Some(w) = c.word.as_mut() {
+            let seq = c.barrier.bump_then(w, |s| s);
+            self.hash_event(e, code, cpu as u64, m.msg_type() as u64);
+            self.deliver(e, q, seq, &m);
+        }
+    }
+
+    /// Adds the cost `f` picks to enclave `e`'s step in progress; returns the step's cost so far (the delay
+    /// before what this operation decides takes effect). Free outside a deterministic step.
+    fn charge(&mut self, e: usize, f: impl FnOnce(&AgentCost) -> u64) -> u64 {
+        let en = &mut self.encs[e];
+        if !en.in_step {
+            return 0;
+        }
+        en.step_cost = en.step_cost.saturating_add(f(&en.cfg.agent_cost));
+        en.step_cost
+    }
+
+    /// Whether task `t` may run on `cpu` (its affinity).
+    fn allowed(&self, t: usize, cpu: u32) -> bool {
+        self.tasks[t].affinity.as_ref().is_none_or(|a| a.contains(&cpu))
+    }
+
     fn next_seqnum(&mut self, cpu: u32) -> u64 {
         let c = &mut self.cpus[cpu as usize];
         c.seqnum += 1;
@@ -470,8 +678,9 @@ impl<'r> State<'r> {
         let c = &mut self.cpus[cpu as usize];
         let t = c.current.take()?;
         c.gen += 1;
-        let ran = now - c.started;
+        let ran = now.saturating_sub(c.started);
         let task = &mut self.tasks[t];
+        self.encs[task.enc].cpu_busy_ns += ran;
         task.burst_left = task.burst_left.saturating_sub(ran);
         task.runtime += ran;
         task.last_cpu = cpu as i32;
@@ -482,6 +691,11 @@ impl<'r> State<'r> {
     }
 
     fn start(&mut self, cpu: u32, t: usize) {
+        self.start_after(cpu, t, 0)
+    }
+
+    /// Runs task `t` on `cpu`; the switch happens `delay` ns from now (the agent's work before its commit).
+    fn start_after(&mut self, cpu: u32, t: usize, delay: u64) {
         let e = self.tasks[t].enc;
         if self.tasks[t].st != Ts::Runnable
             || self.cpus[cpu as usize].current.is_some()
@@ -490,19 +704,24 @@ impl<'r> State<'r> {
             self.encs[e].violations += 1;
             return;
         }
-        let now = self.now;
-        let waited = now - self.tasks[t].runnable_since;
+        let at = self.now.saturating_add(delay);
+        let waited = at - self.tasks[t].runnable_since;
         self.encs[e].latencies.push(waited);
         self.set_state(t, Ts::Running(cpu));
         if let Some(w) = self.tasks[t].word.as_mut() {
-            w.switched_in(now as i64);
+            w.switched_in(at as i64);
+        }
+        if self.encs[e].cfg.agent_runnability && self.encs[e].agent {
+            // The CPU's agent gives the CPU to the task.
+            self.cpu_msg(e, cpu, 9, Message::CpuAgentBlocked(PayloadAgentBlocked { cpu: cpu as i32 }));
         }
         let c = &mut self.cpus[cpu as usize];
         c.current = Some(t);
+        c.need_not_idle = false;
         c.gen += 1;
-        c.started = now;
+        c.started = at;
         let gen = c.gen;
-        let end = now + self.tasks[t].burst_left.max(1);
+        let end = at.saturating_add(self.tasks[t].burst_left.max(1));
         self.push(end, Kind::BurstEnd(cpu, gen));
         self.hash_event(e, 2, t as u64, cpu as u64);
         self.update_gap(e);
@@ -532,14 +751,17 @@ impl<'r> State<'r> {
             Kind::Arrive(t) => {
                 let e = self.tasks[t].enc;
                 self.encs[e].touched = true;
-                let Ok(a) = r[e].writer.alloc() else {
+                let mut hint = self.encs[e].sw_hint;
+                let Some(a) = r[e].alloc(&mut hint) else {
                     self.encs[e].violations += 1;
                     return;
                 };
+                self.encs[e].sw_hint = hint;
                 let info = a.info();
                 let word = a.init(self.tasks[t].gtid, SwFlags::TASK_RUNNABLE);
                 self.tasks[t].word = Some(word);
                 self.tasks[t].info = info;
+                self.tasks[t].arrived_at = self.now;
                 self.encs[e].arrived += 1;
                 self.set_state(t, Ts::Runnable);
                 self.task_msg(t, |task| {
@@ -561,10 +783,40 @@ impl<'r> State<'r> {
                 let seq = self.next_seqnum(cpu);
                 self.tasks[t].bursts_left -= 1;
                 let w = self.encs[e].cfg.workload;
-                if self.tasks[t].bursts_left == 0 {
+                if self.encs[e].cfg.agent_runnability && self.encs[e].agent {
+                    // The CPU needs a decision: its agent wakes up.
+                    self.cpu_msg(e, cpu, 14, Message::CpuAgentWakeup(PayloadAgentWakeup { cpu: cpu as i32 }));
+                }
+                let depart = self.tasks[t].bursts_left == 0
+                    && w.depart_permille > 0
+                    && self.encs[e].rng.chance(w.depart_permille);
+                if depart {
+                    // setsched away: CANFREE|MSG_GATED before TASK_DEPARTED becomes visible (depart_then).
+                    self.set_state(t, Ts::Dead);
+                    self.encs[e].departed += 1;
+                    self.encs[e].last_done_ns = self.now;
+                    let q = self.encs[e].routing.route(&self.tasks[t].route);
+                    if let Some(word) = self.tasks[t].word.take() {
+                        let gtid = self.tasks[t].gtid.0 as u64;
+                        let (_retired, seqnum) = word.depart_then(|s| s);
+                        let m = Message::TaskDeparted(PayloadTaskDeparted {
+                            gtid,
+                            cpu_seqnum: seq,
+                            cpu: cpu as i32,
+                            from_switchto: 0,
+                            was_current: 1,
+                            _pad: [0; 2],
+                        });
+                        self.hash_event(e, 1, t as u64, MSG_TASK_DEPARTED as u64);
+                        self.deliver(e, q, seqnum, &m);
+                    }
+                } else if self.tasks[t].bursts_left == 0 {
                     // Exit: CANFREE before TASK_DEAD becomes visible (die_then).
                     self.set_state(t, Ts::Dead);
                     self.encs[e].completed += 1;
+                    self.encs[e].last_done_ns = self.now;
+                    let response = (self.tasks[t].runtime, self.now - self.tasks[t].arrived_at);
+                    self.encs[e].responses.push(response);
                     let q = self.encs[e].routing.route(&self.tasks[t].route);
                     if let Some(word) = self.tasks[t].word.take() {
                         let (_retired, seqnum) = word.die_then(|s| s);
@@ -577,7 +829,18 @@ impl<'r> State<'r> {
                         self.deliver(e, q, seqnum, &m);
                     }
                 } else {
-                    self.tasks[t].burst_left = self.encs[e].rng.exp(w.mean_service_ns);
+                    self.tasks[t].burst_left = w.service.sample(&w, &mut self.encs[e].rng);
+                    if w.affinity_permille > 0 && self.encs[e].rng.chance(w.affinity_permille) {
+                        // sched_setaffinity: pinned to one worker CPU of the enclave.
+                        let workers: Vec<u32> = (0..self.cpus.len() as u32)
+                            .filter(|&c| self.cpus[c as usize].enc == Some(e) && self.cpus[c as usize].worker)
+                            .collect();
+                        let pick = self.encs[e].rng.range(0, workers.len() as u64 - 1) as usize;
+                        self.tasks[t].affinity = Some(Box::new([workers[pick]]));
+                        self.task_msg(t, |task| {
+                            Message::TaskAffinityChanged(PayloadTaskAffinityChanged { gtid: task.gtid.0 as u64 })
+                        });
+                    }
                     if self.encs[e].rng.chance(w.block_permille) {
                         self.set_state(t, Ts::Blocked);
                         if let Some(word) = self.tasks[t].word.as_mut() {
@@ -592,7 +855,7 @@ impl<'r> State<'r> {
                                 ..Default::default()
                             })
                         });
-                        let wake = self.now + self.encs[e].rng.exp(w.mean_block_ns);
+                        let wake = self.now.saturating_add(self.encs[e].rng.exp(w.mean_block_ns));
                         self.push(wake, Kind::Wake(t));
                     } else {
                         self.set_state(t, Ts::Runnable);
@@ -633,21 +896,15 @@ impl<'r> State<'r> {
             }
             Kind::Tick(cpu) => {
                 let Some(e) = self.cpus[cpu as usize].enc else { return };
-                if self.encs[e].completed == self.encs[e].cfg.tasks as u64 {
+                if self.encs[e].done() {
                     return;
                 }
                 if self.cpus[cpu as usize].current.is_some() {
                     self.encs[e].touched = true;
-                    let q = self.encs[e].routing.route(&self.cpus[cpu as usize].route);
-                    let c = &mut self.cpus[cpu as usize];
-                    if let Some(w) = c.word.as_mut() {
-                        let seq = c.barrier.bump_then(w, |s| s);
-                        self.hash_event(e, 3, cpu as u64, 0);
-                        self.deliver(e, q, seq, &Message::CpuTick(PayloadCpuTick { cpu: cpu as i32, is_agent: 0 }));
-                    }
+                    self.cpu_msg(e, cpu, 3, Message::CpuTick(PayloadCpuTick { cpu: cpu as i32, is_agent: 0 }));
                 }
                 if let Some(tick) = self.encs[e].cfg.tick_ns {
-                    let t = self.now + tick;
+                    let t = self.now.saturating_add(tick);
                     self.push(t, Kind::Tick(cpu));
                 }
             }
@@ -655,24 +912,79 @@ impl<'r> State<'r> {
                 self.encs[e].poll_pending = false;
                 self.encs[e].touched = true;
             }
+            Kind::Busy(e) => {
+                self.encs[e].busy_poll = false;
+                self.encs[e].touched = true;
+            }
+            Kind::Compete(cpu) => {
+                let Some(e) = self.cpus[cpu as usize].enc else { return };
+                let Some(comp) = self.encs[e].cfg.competing else { return };
+                if self.encs[e].done() {
+                    return;
+                }
+                self.encs[e].touched = true;
+                let c = cpu as i32;
+                let next = if !self.cpus[cpu as usize].taken {
+                    // A higher-class task takes the CPU: whatever ghOSt ran there is preempted.
+                    self.cpus[cpu as usize].taken = true;
+                    self.encs[e].competing_takes += 1;
+                    if std::mem::take(&mut self.cpus[cpu as usize].need_not_idle) {
+                        let m = Message::CpuNotIdle(PayloadCpuNotIdle { cpu: c, _pad: 0, next_gtid: 0 });
+                        self.cpu_msg(e, cpu, 10, m);
+                    }
+                    if self.cpus[cpu as usize].current.is_some() {
+                        self.preempt(cpu, false);
+                    }
+                    self.cpu_msg(e, cpu, 11, Message::CpuBusy(PayloadCpuBusy { cpu: c }));
+                    self.encs[e].rng.exp(comp.mean_busy_ns)
+                } else {
+                    self.cpus[cpu as usize].taken = false;
+                    self.cpu_msg(e, cpu, 12, Message::CpuAvailable(PayloadCpuAvailable { cpu: c }));
+                    self.encs[e].rng.exp(comp.mean_free_ns)
+                };
+                let t = self.now.saturating_add(next);
+                self.push(t, Kind::Compete(cpu));
+            }
+            Kind::Timer(e) => {
+                let Some(period) = self.encs[e].cfg.timer_ns else { return };
+                if self.encs[e].done() {
+                    return;
+                }
+                self.encs[e].touched = true;
+                self.encs[e].timer_count += 1;
+                let (cpu, cookie) = (self.encs[e].first_worker, self.encs[e].timer_count);
+                let m = Message::CpuTimerExpired(PayloadTimer { cpu: cpu as i32, _pad: 0, r#type: 0, cookie });
+                self.cpu_msg(e, cpu, 13, m);
+                let t = self.now.saturating_add(period);
+                self.push(t, Kind::Timer(e));
+            }
         }
     }
 
     /// The kernel's own FIFO policy while enclave `e` has no agent: its idle CPUs run its longest-waiting
     /// tasks.
     fn fallback_dispatch(&mut self, e: usize) {
-        while self.encs[e].runnable > 0 {
-            let Some(cpu) = self.cpus.iter().position(|c| c.enc == Some(e) && c.worker && c.current.is_none()) else {
+        if self.encs[e].runnable == 0 {
+            return;
+        }
+        let idle: Vec<u32> = (0..self.cpus.len() as u32)
+            .filter(|&c| {
+                let c = &self.cpus[c as usize];
+                c.enc == Some(e) && c.worker && !c.taken && c.current.is_none()
+            })
+            .collect();
+        for cpu in idle {
+            if self.encs[e].runnable == 0 {
                 return;
-            };
+            }
             let Some(t) = (0..self.tasks.len())
-                .filter(|&t| self.tasks[t].enc == e && self.tasks[t].st == Ts::Runnable)
+                .filter(|&t| self.tasks[t].enc == e && self.tasks[t].st == Ts::Runnable && self.allowed(t, cpu))
                 .min_by_key(|&t| (self.tasks[t].runnable_since, t))
             else {
-                return;
+                continue;
             };
             self.encs[e].fallback += 1;
-            self.start(cpu as u32, t);
+            self.start(cpu, t);
         }
     }
 
@@ -684,7 +996,8 @@ impl<'r> State<'r> {
         self.hash_event(e, 4, res.cpu as u64, i as u64);
     }
 
-    fn apply(&mut self, e: usize, acts: Actions) {
+    /// Applies a commit's actions; latched tasks switch in `delay` ns from now (the agent's work so far).
+    fn apply(&mut self, e: usize, acts: Actions, delay: u64) {
         for cpu in acts.bumps {
             let c = &mut self.cpus[cpu as usize];
             c.barrier.bump_locked();
@@ -692,12 +1005,35 @@ impl<'r> State<'r> {
                 c.barrier.publish(w);
             }
         }
+        // Tasks latched by this batch, with the runnable-since time their latch consumed.
+        let mut latched: Vec<(usize, u64)> = Vec::new();
+        let mut told: Vec<usize> = Vec::new();
         for l in acts.latches {
             self.cpus[l.cpu as usize].seqnum = self.cpus[l.cpu as usize].seqnum.max(l.seqnum);
             if l.already {
                 continue;
             }
             let g = l.snap.gtid;
+            if l.poisoned {
+                if let Some(t) = task_index(&self.tasks, g).filter(|&t| self.tasks[t].st == Ts::Runnable) {
+                    if told.contains(&t) {
+                        continue;
+                    }
+                    told.push(t);
+                    let seq = l.seqnum;
+                    self.task_msg(t, |task| {
+                        Message::TaskPreempt(PayloadTaskPreempt {
+                            gtid: task.gtid.0 as u64,
+                            runtime: task.runtime,
+                            cpu_seqnum: seq,
+                            cpu: l.cpu as i32,
+                            was_latched: 1,
+                            ..Default::default()
+                        })
+                    });
+                }
+                continue;
+            }
             if g.is_task() {
                 let Some(t) = task_index(&self.tasks, g) else {
                     self.encs[e].violations += 1;
@@ -706,10 +1042,28 @@ impl<'r> State<'r> {
                 if self.cpus[l.cpu as usize].current == Some(t) {
                     continue;
                 }
+                // Latched a moment ago by an earlier member of this batch (it never ran): migrating it here
+                // drops that latch (§5.4 step 7), leaving the other CPU as the latch left it.
+                if let (Ts::Running(other), Some(&(_, since))) =
+                    (self.tasks[t].st, latched.iter().find(|(x, _)| *x == t))
+                {
+                    self.off_cpu(other);
+                    self.set_state(t, Ts::Runnable);
+                    self.tasks[t].runnable_since = since;
+                    let lat = &mut self.encs[e].latencies;
+                    if let Some(i) = lat.iter().rposition(|&x| x == self.now - since) {
+                        lat.remove(i);
+                    }
+                    self.encs[e].latches_dropped += 1;
+                    self.hash_event(e, 8, t as u64, other as u64);
+                }
                 if self.cpus[l.cpu as usize].current.is_some() {
                     self.preempt(l.cpu, false);
                 }
-                self.start(l.cpu, t);
+                if self.tasks[t].st == Ts::Runnable {
+                    latched.push((t, self.tasks[t].runnable_since));
+                }
+                self.start_after(l.cpu, t, delay);
                 if l.snap.run_flags.contains(RunFlags::SEND_TASK_ON_CPU) {
                     let (now, seq) = (self.now, l.seqnum);
                     self.task_msg(t, |task| {
@@ -724,6 +1078,9 @@ impl<'r> State<'r> {
                 }
             } else if g == Gtid::NULL || g == Gtid::IDLE {
                 self.preempt(l.cpu, false);
+                if g == Gtid::IDLE && l.snap.run_flags.contains(RunFlags::NEED_CPU_NOT_IDLE) {
+                    self.cpus[l.cpu as usize].need_not_idle = true;
+                }
             } else if g == Gtid::AGENT {
                 let c = &mut self.cpus[l.cpu as usize];
                 c.barrier.bump_locked();
@@ -745,6 +1102,8 @@ struct Latch {
     snap: TxnSnapshot,
     already: bool,
     seqnum: u64,
+    /// A member of a failed sync group: the latch is dropped.
+    poisoned: bool,
 }
 
 #[derive(Default)]
@@ -770,15 +1129,31 @@ impl<'s, 'r> View<'s, 'r> {
     fn take(self) -> Actions {
         self.acts.into_inner()
     }
+    /// What an earlier member of this commit latched on `cpu` (the last one wins), if anything.
+    fn latched_on(&self, cpu: u32) -> Option<Gtid> {
+        self.acts
+            .borrow()
+            .latches
+            .iter()
+            .rev()
+            .find(|l| l.cpu == cpu && l.snap.gtid != Gtid::AGENT)
+            .map(|l| l.snap.gtid)
+    }
 }
 
 impl KernelView for View<'_, '_> {
+    /// A task latched by an earlier member of a sync group is not running (a latch is not a switch): a later
+    /// member naming it migrates it, dropping the earlier latch (§5.4 step 7), which [`State::apply`] does.
     fn lookup(&self, gtid: Gtid) -> Option<TaskInfo> {
         let t = task_index(&self.st.tasks, gtid)?;
         let task = &self.st.tasks[t];
         if task.st == Ts::Pending {
             return None;
         }
+        let on_cpu = match task.st {
+            Ts::Running(c) => Some(c),
+            _ => None,
+        };
         Some(TaskInfo {
             is_agent: false,
             departed: false,
@@ -786,10 +1161,7 @@ impl KernelView for View<'_, '_> {
             barrier: task.word.as_ref().map_or(0, |w| w.barrier().0),
             runnable: matches!(task.st, Ts::Runnable | Ts::Running(_)),
             enclave: task.enc as u64,
-            on_cpu: match task.st {
-                Ts::Running(c) => Some(c),
-                _ => None,
-            },
+            on_cpu,
             forced_off: false,
         })
     }
@@ -806,14 +1178,20 @@ impl KernelView for View<'_, '_> {
     fn idle_running(&self, cpu: u32) -> bool {
         self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_none())
     }
-    fn sync_commit_permitted(&self, _caller: u32, _target: u32, _gtid: Gtid) -> bool {
-        true
+    /// The simulator's agents are agents of the target's enclave; a task may only be committed to a CPU of
+    /// its affinity (NOT_PERMITTED otherwise: the kernel refuses to migrate a task off its `cpus_mask`).
+    fn sync_commit_permitted(&self, _caller: u32, target: u32, gtid: Gtid) -> bool {
+        task_index(&self.st.tasks, gtid).is_none_or(|t| self.st.allowed(t, target))
     }
+    /// A ghOSt task is current, or an earlier member of this commit latched one.
     fn ghost_busy(&self, cpu: u32) -> bool {
-        self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_some())
+        match self.latched_on(cpu) {
+            Some(g) => g.is_task(),
+            None => self.st.cpus.get(cpu as usize).is_some_and(|c| c.current.is_some()),
+        }
     }
-    fn higher_class_running(&self, _cpu: u32) -> bool {
-        false
+    fn higher_class_running(&self, cpu: u32) -> bool {
+        self.st.cpus.get(cpu as usize).is_some_and(|c| c.taken)
     }
     fn agent_barrier(&self, cpu: u32) -> u32 {
         self.st.cpus.get(cpu as usize).map_or(0, |c| c.barrier.current().0)
@@ -823,7 +1201,13 @@ impl KernelView for View<'_, '_> {
     }
     fn latch(&self, cpu: u32, txn: &TxnSnapshot, already_on_cpu: bool) -> u64 {
         let seqnum = self.st.cpus.get(cpu as usize).map_or(0, |c| c.seqnum) + 1;
-        self.acts.borrow_mut().latches.push(Latch { cpu, snap: *txn, already: already_on_cpu, seqnum });
+        self.acts.borrow_mut().latches.push(Latch {
+            cpu,
+            snap: *txn,
+            already: already_on_cpu,
+            seqnum,
+            poisoned: false,
+        });
         seqnum
     }
     fn bump_agent_barrier(&self, cpu: u32) {
@@ -883,7 +1267,10 @@ impl Backend for SimBackend<'_, '_> {
         self.r().ncpus
     }
     fn status_region(&self) -> Mem {
-        self.r().status.clone()
+        self.r().status[0].0.clone()
+    }
+    fn status_regions(&self) -> Vec<Mem> {
+        self.r().status.iter().map(|(m, _)| m.clone()).collect()
     }
     fn cpu_data(&self) -> Mem {
         self.r().cpu_data_mem.clone()
@@ -943,11 +1330,12 @@ impl Backend for SimBackend<'_, '_> {
         }
         for &target in cpus {
             let Ok(claimed) = r.cpu_data.claim(caller, target, CommitPoint::Ioctl) else { continue };
+            let delay = st.charge(self.e, |c| c.per_txn_ns);
             let view = View::new(&st, r, self.e);
             let res = claimed.commit(&view);
             let acts = view.take();
             st.record(self.e, &res);
-            st.apply(self.e, acts);
+            st.apply(self.e, acts, delay);
         }
         Ok(())
     }
@@ -962,22 +1350,31 @@ impl Backend for SimBackend<'_, '_> {
         if !st.encs[self.e].agent {
             return Err(AgentError::Gone);
         }
+        let delay = st.charge(self.e, |c| c.per_group_ns + c.per_group_member_ns * cpus.len() as u64);
         let view = View::new(&st, r, self.e);
         let mut results = Vec::new();
         let res = r
             .cpu_data
             .commit_group(caller, &mut members, &view, |c| results.push(*c))
             .map_err(|_| AgentError::Invalid("sync group"))?;
-        let acts = view.take();
+        let mut acts = view.take();
         for c in &results {
             st.record(self.e, c);
         }
-        st.apply(self.e, acts);
+        if !res.committed {
+            // The group failed: the kernel's rendezvous is poisoned, so no member's latch takes effect. A task
+            // the agent saw COMPLETE is told it is runnable again (TASK_PREEMPT, was_latched).
+            for l in acts.latches.iter_mut().filter(|l| !l.already) {
+                l.poisoned = true;
+            }
+        }
+        st.apply(self.e, acts, delay);
         Ok(res.committed)
     }
     fn free_status_word(&self, info: GhostSwInfo) -> Result<(), AgentError> {
         let _st = self.k.lock();
-        self.r().writer.free(info.id, info.index).map_err(|e| match e {
+        let w = self.r().writer(info.id).ok_or(AgentError::NotFound)?;
+        w.free(info.id, info.index).map_err(|e| match e {
             FreeError::NotFound => AgentError::NotFound,
             _ => AgentError::Invalid("status word is not CANFREE or not allocated"),
         })
@@ -997,6 +1394,12 @@ impl Backend for SimBackend<'_, '_> {
     /// The simulated machine has no topology model: CPUs are flat.
     fn topology(&self) -> Option<crate::topology::sysfs::OwnedTopology> {
         None
+    }
+    fn task_affinity(&self, gtid: Gtid) -> Option<CpuSet> {
+        let st = self.k.lock();
+        let t = task_index(&st.tasks, gtid).filter(|&t| st.tasks[t].enc == self.e)?;
+        let cpus = st.tasks[t].affinity.as_ref()?;
+        CpuSet::from_cpus(cpus.iter().map(|&c| c as usize)).ok()
     }
     fn agent_status_word(&self, cpu: u32) -> Result<GhostSwInfo, AgentError> {
         let st = self.k.lock();

@@ -16,8 +16,10 @@
 //!
 //! `cpu/present` and `cpu/possible` default to the `cpuN/` directories and the present CPUs when missing.
 //! Files are read to their end (never sized by `st_size`, which sysfs reports as 4096 or 0), at most 1 MiB; a
-//! list or number ends at the first `\n` or `\0`. Only a missing `devices/system/cpu` directory, an unreadable
-//! or malformed file, or no online CPU at all is an error ([`SysfsError`]).
+//! list or number ends at the first `\n` or `\0`. A missing `devices/system/cpu` directory, an unreadable
+//! or malformed file, no online CPU at all, or a tree that contradicts itself is an error ([`SysfsError`]):
+//! an online CPU without a `cpuN` directory, a CPU without `physical_package_id` where others have one, node
+//! cpulists that overlap or name an impossible CPU, an empty cpulist for a node in `node/has_cpu`.
 //!
 //! ```no_run
 //! use ghost_shm::topology::{sysfs, Level, Topology};
@@ -79,6 +81,15 @@ pub enum SysfsError {
     },
     /// The records did not make a topology.
     Topology(TopologyError),
+    /// The tree contradicts itself (e.g. a CPU without `physical_package_id` where others have one, node
+    /// cpulists that overlap, an online CPU without a `cpuN` directory): refused rather than read into a
+    /// machine that does not exist.
+    Malformed {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What is wrong.
+        why: std::string::String,
+    },
 }
 
 impl fmt::Display for SysfsError {
@@ -90,6 +101,7 @@ impl fmt::Display for SysfsError {
             Self::BadValue { path } => write!(f, "{}: not a valid number", path.display()),
             Self::NoOnlineCpus { path } => write!(f, "{}: no online CPU with a topology directory", path.display()),
             Self::Topology(e) => e.fmt(f),
+            Self::Malformed { path, why } => write!(f, "{}: malformed topology: {why}", path.display()),
         }
     }
 }
@@ -241,10 +253,12 @@ fn read_caches(dir: &Path, cpu: usize) -> Result<Caches, SysfsError> {
     Ok(out)
 }
 
-fn read_cpu(cpu_dir: &Path, cpu: usize) -> Result<CpuInfo, SysfsError> {
+/// A CPU's record, and whether its `topology/physical_package_id` exists.
+fn read_cpu(cpu_dir: &Path, cpu: usize) -> Result<(CpuInfo, bool), SysfsError> {
     let t = cpu_dir.join("topology");
     let mut info = CpuInfo::unknown(cpu as u32);
-    info.package = read_int(&t.join("physical_package_id"))?.unwrap_or(-1);
+    let package = read_int(&t.join("physical_package_id"))?;
+    info.package = package.unwrap_or(-1);
     info.die = read_int(&t.join("die_id"))?.unwrap_or(-1);
     info.cluster = read_int(&t.join("cluster_id"))?.unwrap_or(-1);
     info.core_id = read_int(&t.join("core_id"))?.unwrap_or(-1);
@@ -256,10 +270,12 @@ fn read_cpu(cpu_dir: &Path, cpu: usize) -> Result<CpuInfo, SysfsError> {
     let caches = read_caches(&cpu_dir.join("cache"), cpu)?;
     (info.l2, info.llc, info.llc_level) = (caches.l2, caches.llc, caches.llc_level);
     info.capacity = read_int(&cpu_dir.join("cpu_capacity"))?;
-    Ok(info)
+    Ok((info, package.is_some()))
 }
 
-/// Sets each record's node from `<root>/devices/system/node/node*/cpulist`.
+/// Sets each record's node from `<root>/devices/system/node/node*/cpulist`. Refuses node cpulists that
+/// overlap, that name a CPU beyond `possible`, or that are empty for a node `node/has_cpu` says has CPUs
+/// (a memory-only node, not in `has_cpu`, legitimately has an empty list).
 fn read_nodes(root: &Path, cpus: &mut [CpuInfo]) -> Result<(), SysfsError> {
     let dir = root.join("devices/system/node");
     let entries = match fs::read_dir(&dir) {
@@ -267,14 +283,25 @@ fn read_nodes(root: &Path, cpus: &mut [CpuInfo]) -> Result<(), SysfsError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err(&dir, e)),
     };
+    let has_cpu = read_list(&dir.join("has_cpu"))?;
+    let mut seen = CpuSet::new();
     for e in entries {
         let e = e.map_err(|e| io_err(&dir, e))?;
         let Some(id) = numbered(&e.file_name(), "node").and_then(|n| u32::try_from(n).ok()) else { continue };
         let Some(set) = read_list_or_mask(&e.path(), "cpulist", "cpumap")? else { continue };
+        let malformed = |why: std::string::String| SysfsError::Malformed { path: e.path().join("cpulist"), why };
+        if set.is_empty() && has_cpu.is_some_and(|h| h.contains(id as usize)) {
+            return Err(malformed(std::format!("node {id} is in node/has_cpu but its cpulist is empty")));
+        }
+        if let Some(c) = (set & seen).first() {
+            return Err(malformed(std::format!("CPU {c} is also in another node's cpulist")));
+        }
+        seen |= set;
         for c in set.iter() {
-            if let Some(r) = cpus.get_mut(c) {
-                r.node = Some(id);
-            }
+            let Some(r) = cpus.get_mut(c) else {
+                return Err(malformed(std::format!("CPU {c} is not a possible CPU")));
+            };
+            r.node = Some(id);
         }
     }
     Ok(())
@@ -300,13 +327,34 @@ pub fn read_topology(root: impl AsRef<Path>) -> Result<OwnedTopology, SysfsError
     let len = possible.last().map_or(0, |l| l + 1);
     let mut cpus: Vec<CpuInfo> = (0..len).map(|c| CpuInfo::unknown(c as u32)).collect();
     let mut online_now = online;
+    // Online CPUs with and without `topology/physical_package_id` (the first of each).
+    let (mut with_package, mut without_package) = (None, None);
     for cpu in online.iter() {
         let dir = cpu_dir.join(std::format!("cpu{cpu}"));
+        if !dir.is_dir() {
+            return Err(SysfsError::Malformed {
+                path: online_file.clone(),
+                why: std::format!("online CPU {cpu} has no {} directory", dir.display()),
+            });
+        }
         if !dir.join("topology").is_dir() {
+            // It went offline while we read.
             online_now.remove(cpu);
             continue;
         }
-        cpus[cpu] = read_cpu(&dir, cpu)?;
+        let (info, has_package) = read_cpu(&dir, cpu)?;
+        cpus[cpu] = info;
+        if has_package {
+            with_package.get_or_insert(cpu);
+        } else {
+            without_package.get_or_insert(cpu);
+        }
+    }
+    if let (Some(a), Some(b)) = (with_package, without_package) {
+        return Err(SysfsError::Malformed {
+            path: cpu_dir.join(std::format!("cpu{b}/topology/physical_package_id")),
+            why: std::format!("missing, while CPU {a} has one (it would become a package of its own)"),
+        });
     }
     if online_now.is_empty() {
         return Err(SysfsError::NoOnlineCpus { path: online_file });
