@@ -309,3 +309,30 @@ fn sync_groups_commit_all_or_nothing() {
         }
     }
 }
+
+#[test]
+fn every_policy_copes_with_a_hostile_enclave() {
+    // Higher-class tasks take worker CPUs (CPU_BUSY / CPU_AVAILABLE, refusals with CPU_UNAVAIL), tasks
+    // depart (TASK_DEPARTED) and get pinned to one CPU (TASK_AFFINITY_CHANGED), a timerfd fires, agents'
+    // blocking is reported: the policies have no code for any of it.
+    let w = Workload { depart_permille: 200, affinity_permille: 100, ..Workload::MIXED };
+    for seed in 0..3 {
+        let cfg = Config {
+            competing: Some(sim::Competing { mean_free_ns: 400_000, mean_busy_ns: 100_000 }),
+            timer_ns: Some(250_000),
+            agent_runnability: true,
+            ..small(seed, w)
+        };
+        for which in ALL {
+            let r = run(which, &cfg);
+            let what = format!("{which:?} seed {seed}");
+            assert_eq!(r.tasks_completed + r.tasks_departed, r.tasks_arrived, "{what}: {:?}", r.unfinished);
+            assert_eq!((r.invariant_violations, r.seqnum_violations), (0, 0), "{what}");
+            assert!(r.tasks_departed > 0 && r.competing_takes > 0, "{what}");
+            // The framework never commits a pinned task elsewhere (the kernel would refuse: NOT_PERMITTED).
+            assert_eq!(r.outcome(ghost_shm::abi::TxnOutcome::NotPermitted), 0, "{what}");
+            let freed = r.counter("status_words_freed");
+            assert!(freed + r.messages_left >= r.tasks_completed + r.tasks_departed, "{what}: freed {freed}");
+        }
+    }
+}

@@ -48,8 +48,21 @@ pub trait Policy {
     /// A task exited. It is gone from the table and its status word is freed. Queued copies in a
     /// [`RunQueue`] are skipped by [`Ctx::run_next`], so removing it is optional.
     fn task_dead(&mut self, _ctx: &mut Ctx<'_>, _task: &Task) {}
-    /// A task's CPU affinity changed.
-    fn task_affinity_changed(&mut self, _ctx: &mut Ctx<'_>, _task: &Task) {}
+    /// A task's CPU affinity changed (now in [`Task::affinity`]; decisions outside it are refused by
+    /// [`Ctx::run`]). Default: a task [`place`](Ctx::place)d on a CPU it may no longer use moves to the first
+    /// CPU it may use and, if runnable, goes through [`task_runnable`](Policy::task_runnable) again.
+    fn task_affinity_changed(&mut self, ctx: &mut Ctx<'_>, task: &Task) {
+        let (Some(home), Some(allowed)) = (task.home, task.affinity) else { return };
+        if allowed.contains(home as usize) {
+            return;
+        }
+        let Some(cpu) = ctx.cpus().find(|&c| allowed.contains(c as usize)) else { return };
+        if ctx.place(task.gtid, cpu) {
+            if let Some(t) = ctx.task(task.gtid).copied().filter(|t| t.is_runnable()) {
+                self.task_runnable(ctx, &t);
+            }
+        }
+    }
     /// A task's nice value changed (now in [`Task::nice`]).
     fn task_priority_changed(&mut self, _ctx: &mut Ctx<'_>, _task: &Task) {}
     /// A latch failed (BPF-produced message). Default: if runnable, [`task_runnable`](Policy::task_runnable).
@@ -265,8 +278,10 @@ impl Ctx<'_> {
         ran
     }
     /// Per-CPU runtime: routes task `g`'s messages to `cpu`'s agent (and wakes it). Needs the task's latest
-    /// barrier; `false` if a newer message is in flight (the task stays where it was). The centralized runtime
-    /// has one queue: it only records the choice.
+    /// barrier: if a newer message is in flight, `false`, the task stays where it was for now, and the
+    /// framework retries after the task's next messages; once placed, a runnable task goes through
+    /// [`Policy::task_runnable`] again (for the queue of its new CPU). The centralized runtime has one queue:
+    /// it only records the choice.
     pub fn place(&mut self, g: Gtid, cpu: u32) -> bool {
         let Some(t) = self.tasks.get(g).copied() else { return false };
         if t.home == Some(cpu) {
@@ -276,14 +291,18 @@ impl Ctx<'_> {
             Ok(()) => {
                 if let Some(t) = self.tasks.get_mut(g) {
                     t.home = Some(cpu);
+                    t.want_home = None;
                 }
                 self.ping(cpu);
                 true
             }
-            Err(_) => {
-                self.counters.add("place_refused", 1);
+            Err(AgentError::Stale) => {
+                if let Some(t) = self.tasks.get_mut(g) {
+                    t.want_home = Some(cpu);
+                }
                 false
             }
+            Err(_) => false,
         }
     }
     /// Wakes `cpu`'s per-CPU agent (it runs in this step or the next); no effect in the centralized runtime.

@@ -620,6 +620,31 @@ impl<P: Policy> Core<P> {
         }
     }
 
+    /// Retries placements refused as stale, now that newer messages are handled.
+    fn retry_placements(&mut self, env: Env<'_>) {
+        let wanted: Vec<(Gtid, u32)> = self.tasks.iter().filter_map(|t| Some((t.gtid, t.want_home?))).collect();
+        for (g, cpu) in wanted {
+            let Some(t) = self.tasks.get(g).copied() else { continue };
+            match env.ops.place(g, cpu, t.seqnum) {
+                Err(AgentError::Stale) => continue,
+                Err(_) => {}
+                Ok(()) => {
+                    self.fw.add("placements_retried", 1);
+                    self.round.pings.push(cpu);
+                    if let Some(t) = self.tasks.get_mut(g) {
+                        t.home = Some(cpu);
+                    }
+                    if let Some(t) = self.tasks.get(g).copied().filter(|t| t.is_runnable()) {
+                        self.with(env, |p, ctx| p.task_runnable(ctx, &t));
+                    }
+                }
+            }
+            if let Some(t) = self.tasks.get_mut(g) {
+                t.want_home = None;
+            }
+        }
+    }
+
     fn failed(&mut self, env: Env<'_>, f: Failure) {
         self.fw.add("run_failed", 1);
         self.with(env, |p, ctx| p.run_failed(ctx, f));
@@ -881,6 +906,7 @@ fn drain_into<P: Policy, B: Backend, M: SharedMem>(
     for (seqnum, m) in msgs {
         core.handle(enclave, env, seqnum, m);
     }
+    core.retry_placements(env);
     Ok(())
 }
 

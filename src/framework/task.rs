@@ -45,6 +45,8 @@ pub struct Task {
     pub(crate) sw: Option<GhostSwInfo>,
     /// Seqnum of the last message consumed (0: none yet).
     pub(crate) last_msg: u32,
+    /// A placement refused as stale, retried after the task's next messages.
+    pub(crate) want_home: Option<u32>,
 }
 
 impl Task {
@@ -62,6 +64,7 @@ impl Task {
             affinity: None,
             sw: None,
             last_msg: 0,
+            want_home: None,
         }
     }
 
