@@ -9,13 +9,10 @@
 //! `experiments/`). Deterministic: the same seed gives the same numbers.
 
 #[path = "../../../examples/fifo_centralized.rs"]
-#[allow(dead_code)]
 mod fifo;
 #[path = "../../../examples/policy_round_robin.rs"]
-#[allow(dead_code)]
 mod round_robin;
 #[path = "../../../examples/policy_shinjuku.rs"]
-#[allow(dead_code)]
 mod shinjuku;
 
 use ghost_shm::framework::{Centralized, Options};
@@ -108,7 +105,7 @@ fn point(r: &Report, load: u32) -> Point {
     }
     short.sort_unstable();
     long.sort_unstable();
-    let agent = if r.enclave_ns == 0 { 0 } else { r.agent_busy_ns * 1000 / r.enclave_ns };
+    let agent = (r.agent_busy_ns * 1000).checked_div(r.enclave_ns).unwrap_or(0);
     Point {
         load,
         short_p99: permille(&short, 990),
