@@ -376,7 +376,11 @@ fn one_enclave(mut o: Opts) -> Res<()> {
         (true, false) => {
             sim::try_run(cfg, |e| centralized::CentralizedFifo::start_with(e, opts().agent_cpu(agent_cpu)))
         }
-        (false, true) => sim::try_run_realtime(cfg, |e| percpu::PerCpuFifo::start_with(e, opts())),
+        // Real time: an OS thread per CPU agent, sleeping until its queue wakes it.
+        (false, true) => sim::try_run_realtime(cfg, |e| {
+            let (quantum, nap) = (std::time::Duration::from_millis(10), std::time::Duration::from_micros(50));
+            ghost_shm::framework::PerCpuThreads::start(e, percpu::Fifo::default(), opts(), quantum, nap)
+        }),
         (false, false) => sim::try_run(cfg, |e| percpu::PerCpuFifo::start_with(e, opts())),
     }
     .map_err(|e| e.to_string())?;

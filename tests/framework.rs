@@ -13,11 +13,11 @@ mod round_robin;
 mod shinjuku;
 
 use ghost_shm::abi::Gtid;
-use ghost_shm::framework::{Centralized, Ctx, Failure, Options, Policy, RunQueue, RunRequest, Task};
+use ghost_shm::framework::{Centralized, Ctx, Failure, Options, PerCpuThreads, Policy, RunQueue, RunRequest, Task};
 use ghost_shm::sim::{self, Config, Report, Workload};
-use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Which {
@@ -198,17 +198,18 @@ fn stale_decisions_are_retried_by_the_framework_or_shown_to_the_policy() {
 
 #[test]
 fn stats_lines_are_one_json_object_per_interval() {
-    let lines = Rc::new(RefCell::new(Vec::<String>::new()));
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
     let cfg = Config { agent_cpus: 1, tick_ns: Some(20_000), ..small(1, Workload::CPU_BOUND) };
     let every = 2_000_000;
     let r = sim::run(&cfg, |e| {
         let sink = sink.clone();
-        let opts = Options::default().stats_every(Some(every)).stats_to(move |l| sink.borrow_mut().push(l.to_string()));
+        let opts =
+            Options::default().stats_every(Some(every)).stats_to(move |l| sink.lock().unwrap().push(l.to_string()));
         Centralized::start(e, round_robin::RoundRobin::new(100_000), opts)
     });
     check(&r, "stats");
-    let lines = lines.borrow();
+    let lines = lines.lock().unwrap();
     let expect = r.virtual_ns / every;
     assert!(
         lines.len() as u64 >= expect.saturating_sub(1) && lines.len() as u64 <= expect + 1,
@@ -335,4 +336,21 @@ fn every_policy_copes_with_a_hostile_enclave() {
             assert!(freed + r.messages_left >= r.tasks_completed + r.tasks_departed, "{what}: freed {freed}");
         }
     }
+}
+
+#[test]
+fn percpu_agent_threads_sleep_and_wake_in_real_time() {
+    // An OS thread per CPU agent, over the real-time simulator's shared memory: each sleeps until its agent
+    // barrier moves or another agent pings it.
+    let cfg = Config { cpus: 4, tasks: 300, ..small(2, Workload::MIXED) };
+    let r = sim::run_realtime(&cfg, |e| {
+        let (quantum, nap) = (Duration::from_millis(5), Duration::from_micros(50));
+        PerCpuThreads::start(e, fifo_percpu::Fifo::default(), Options::default(), quantum, nap)
+    });
+    assert_eq!((r.agent_starts, r.agent_crashes), (1, 0));
+    assert_eq!(r.tasks_completed, r.tasks_arrived, "{:?}", r.unfinished);
+    assert_eq!((r.invariant_violations, r.seqnum_violations), (0, 0));
+    let (wakeups, sleeps) = (r.counter("agent_wakeups"), r.counter("agent_sleeps"));
+    assert!(wakeups > 0 && sleeps > 0, "wakeups {wakeups} sleeps {sleeps}");
+    assert!(r.counter("thread_quanta") > 0);
 }

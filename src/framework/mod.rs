@@ -11,7 +11,8 @@
 //!
 //! - [`Centralized`]: one global agent on a CPU of its own decides for every worker CPU (the ghOSt paper's
 //!   centralized model, used for its Shinjuku and Snap policies);
-//! - [`PerCpu`]: an agent per CPU decides for that CPU only; it sleeps until its queue wakes it.
+//! - [`PerCpu`]: an agent per CPU decides for that CPU only; it sleeps until its queue wakes it (optionally on
+//!   an OS thread per agent, [`PerCpuThreads`]).
 //!
 //! ghOSt's own C++ framework, [ghost-userspace], has the same layering (`BasicDispatchScheduler` with
 //! per-message callbacks, a task allocator, `RunRequest`s, global and per-CPU agents, in `lib/scheduler.h`,
@@ -124,9 +125,11 @@
 //! [`PerCpu`] creates a queue per worker CPU, configured to wake that CPU's agent; new tasks arrive on the
 //! first CPU's queue and the policy moves each to a CPU with [`Ctx::place`] (which re-routes the task's
 //! messages and wakes the agent there). Each agent decides only for its own CPU, with local transactions
-//! checked against its agent barrier, and sleeps while its queue is quiet (the simulator runs the agents of
-//! one machine in one thread, in order; an agent whose barrier did not move and that nobody
-//! [`ping`](Ctx::ping)ed is not run). `examples/fifo_percpu.rs` is such a policy.
+//! checked against its agent barrier, and sleeps while its queue is quiet: an agent whose barrier did not move
+//! and that nobody [`ping`](Ctx::ping)ed does not run. [`PerCpu::step`] runs the agents in turn on the
+//! caller's thread (what the deterministic simulator needs); [`PerCpu::run_threads`] (and
+//! [`PerCpuThreads`], its real-time simulator agent) gives each agent an OS thread that sleeps until its
+//! barrier moves or it is pinged. `examples/fifo_percpu.rs` is such a policy.
 //!
 //! ## Clock, counters, stats
 //!
@@ -148,7 +151,7 @@ mod task;
 
 pub use policy::{Ctx, Policy};
 pub use request::{CommitAt, Failure, RunError, RunRequest, Target};
-pub use runtime::{AgentCounts, Centralized, Options, PerCpu, StatsSink};
+pub use runtime::{AgentCounts, Centralized, Options, PerCpu, PerCpuThreads, StatsSink};
 pub use task::{RunQueue, Task, TaskState, TaskTable};
 
 use std::collections::BTreeMap;

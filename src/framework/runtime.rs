@@ -10,6 +10,7 @@ use crate::queue::QueueId;
 use crate::shm::SharedMem;
 use crate::status::Barrier;
 use crate::txn::WaitError;
+use core::time::Duration;
 use std::boxed::Box;
 use std::string::String;
 use std::vec::Vec;
@@ -20,7 +21,7 @@ const WAIT_SPINS: u32 = 64;
 const MAX_RETRIES: u32 = 2;
 
 /// Where `--stats` lines go.
-pub type StatsSink = Box<dyn FnMut(&str)>;
+pub type StatsSink = Box<dyn FnMut(&str) + Send>;
 
 /// How a runtime runs.
 pub struct Options {
@@ -68,7 +69,7 @@ impl Options {
         self
     }
     /// Stats lines go to `sink` instead of standard output.
-    pub fn stats_to(mut self, sink: impl FnMut(&str) + 'static) -> Self {
+    pub fn stats_to(mut self, sink: impl FnMut(&str) + Send + 'static) -> Self {
         self.stats_sink = Some(Box::new(sink));
         self
     }
@@ -1019,6 +1020,115 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
     pub fn agent_counts(&self) -> AgentCounts {
         self.core.agent_stats()
     }
+
+    /// Runs every agent on a thread of its own for `quantum` of wall time, then returns (call it again to go
+    /// on). Each thread waits for its agent barrier to move (its queue got a message, a commit or a tick
+    /// touched its CPU) or for a ping, sleeping `nap` between looks; when woken it drains its queue, decides
+    /// for its CPU and commits locally. The task table and the policy are shared under a lock, so one agent
+    /// at a time takes decisions (as with a per-CPU policy whose state is global). Real time only: in the
+    /// deterministic simulator time stands still during a step.
+    pub fn run_threads<B>(&mut self, enclave: &Enclave<B>, quantum: Duration, nap: Duration) -> Result<(), AgentError>
+    where
+        B: Backend<Region = M> + Sync,
+        M: Send + Sync,
+        P: Send,
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Mutex;
+        let agents = std::mem::take(&mut self.agents);
+        let n = agents.len();
+        let pinged: Vec<AtomicBool> = agents.iter().map(|a| AtomicBool::new(a.pinged)).collect();
+        let index: Vec<u32> = agents.iter().map(|a| a.cpu).collect();
+        let stop = AtomicBool::new(false);
+        let core = Mutex::new(&mut self.core);
+        let queues = &self.queues;
+        let deadline = std::time::Instant::now() + quantum;
+        let results: Vec<(CpuAgent<M>, Result<(), AgentError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = agents
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut a)| {
+                    let (pinged, index, stop, core) = (&pinged, &index, &stop, &core);
+                    s.spawn(move || {
+                        let mut sleeps = 0u64;
+                        let r = (|| -> Result<(), AgentError> {
+                            while !stop.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+                                // Read before draining (see `step`).
+                                let barrier = enclave.agent_barrier(a.cpu)?;
+                                let ping = pinged[i].swap(false, Ordering::AcqRel);
+                                if a.seen == Some(barrier) && !ping {
+                                    sleeps += 1;
+                                    std::thread::sleep(nap);
+                                    continue;
+                                }
+                                a.seen = Some(barrier);
+                                let mut guard = core.lock().unwrap_or_else(|p| p.into_inner());
+                                let core: &mut Core<P> = &mut guard;
+                                core.fw.add("agent_wakeups", 1);
+                                let ops = PlaceOps { enclave, queues };
+                                let now = enclave.now();
+                                let env = Env { now, agent_cpu: a.cpu, scope: Scope::Local(a.cpu), ops: &ops };
+                                let queue = &mut a.queue;
+                                drain_into(core, queue, enclave, env)?;
+                                core.decide(enclave, env, Some(barrier), |c| drain_into(c, queue, enclave, env))?;
+                                for cpu in std::mem::take(&mut core.round.pings) {
+                                    if let Some(j) = index.iter().position(|&c| c == cpu) {
+                                        pinged[j].store(true, Ordering::Release);
+                                    }
+                                }
+                                core.maybe_stats(now);
+                            }
+                            Ok(())
+                        })();
+                        if r.is_err() {
+                            stop.store(true, Ordering::Release);
+                        }
+                        core.lock().unwrap_or_else(|p| p.into_inner()).fw.add("agent_sleeps", sleeps);
+                        (a, r)
+                    })
+                })
+                .collect();
+            // A panicking agent thread is re-raised here (the simulator counts it as an agent death).
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        let mut first_err = Ok(());
+        for (i, (mut a, r)) in results.into_iter().enumerate() {
+            a.pinged = pinged[i].load(Ordering::Acquire);
+            self.agents.push(a);
+            if first_err.is_ok() {
+                first_err = r;
+            }
+        }
+        debug_assert_eq!(self.agents.len(), n);
+        self.core.fw.add("thread_quanta", 1);
+        first_err
+    }
+}
+
+/// The per-CPU runtime with an OS thread per agent (see [`PerCpu::run_threads`]): as an agent of the
+/// real-time simulator, each step runs the threads for one quantum.
+pub struct PerCpuThreads<P, M: SharedMem> {
+    inner: PerCpu<P, M>,
+    quantum: Duration,
+    nap: Duration,
+}
+
+impl<P: Policy, M: SharedMem> PerCpuThreads<P, M> {
+    /// Attaches like [`PerCpu::start`]; each step runs the agent threads for `quantum`, and an agent with
+    /// nothing to do sleeps `nap` between looks at its barrier.
+    pub fn start<B: Backend<Region = M>>(
+        enclave: &Enclave<B>,
+        policy: P,
+        opts: Options,
+        quantum: Duration,
+        nap: Duration,
+    ) -> Result<Self, AgentError> {
+        Ok(PerCpuThreads { inner: PerCpu::start(enclave, policy, opts)?, quantum, nap })
+    }
+    /// The single-threaded runtime inside.
+    pub fn runtime(&self) -> &PerCpu<P, M> {
+        &self.inner
+    }
 }
 
 #[cfg(feature = "sim")]
@@ -1039,6 +1149,21 @@ mod sim_agent {
         }
         fn counters(&self) -> Vec<(&'static str, u64)> {
             Centralized::counters(self)
+        }
+    }
+
+    impl<B: Backend + Sync, P: Policy + Send> Agent<B> for PerCpuThreads<P, B::Region>
+    where
+        B::Region: Send + Sync,
+    {
+        fn step(&mut self, enclave: &Enclave<B>) -> Result<(), AgentError> {
+            self.inner.run_threads(enclave, self.quantum, self.nap)
+        }
+        fn stats(&self) -> AgentStats {
+            stats(self.inner.agent_counts())
+        }
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            self.inner.counters()
         }
     }
 
