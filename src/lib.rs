@@ -42,6 +42,10 @@
 //!
 //! ## Write an agent
 //!
+//! Most agents are a [`framework::Policy`] of a few dozen lines: the [`framework`] module's "write a policy"
+//! chapter builds a round robin and explains worker, agent and caller CPUs. This section shows the loop the
+//! framework runs for you, by hand.
+//!
 //! An agent drains its queue, keeps a task table keyed by gtid (each message's `seqnum` is the task's barrier
 //! after it), and commits transactions whose task barrier is the last seqnum it saw; a stale decision is
 //! refused by the kernel (`TargetStale`) and simply retried after draining again. The complete FIFO agents in

@@ -1,4 +1,4 @@
-//! The ghOSt paper's Shinjuku result (SOSP '21, §4.2), reproduced on the simulated kernel: FIFO, round robin
+//! The ghOSt paper's Shinjuku result (SOSP '21), reproduced on the simulated kernel: FIFO, round robin
 //! and a Shinjuku-style preemptive policy, all three centralized on the agent framework, on the dispersive
 //! RocksDB-like workload (99.5 % requests of 4 µs, 0.5 % of 10 ms, open-loop Poisson arrivals) at offered
 //! loads from 10 % to 90 % of 8 worker CPUs, with the agent's measured costs charged in virtual time. The
