@@ -1,8 +1,9 @@
 //! Typed messages: one payload struct per `MSG_*` type, encoded into and decoded from the exact wire bytes.
 //!
-//! Wire format (`struct ghost_msg` in ghOSt's `include/uapi/linux/ghost.h`): an 8-byte header `{type: u16, length: u16, seqnum: u32}` followed by the payload;
-//! `length` = 8 + payload size, unrounded. In a ring, messages start on 8-byte slots at byte 76 + 8·i of the
-//! mapping, so payloads are only 4-byte aligned: decoding always copies out.
+//! Wire format (`struct ghost_msg` in ghOSt's `include/uapi/linux/ghost.h`): an 8-byte header
+//! `{type: u16, length: u16, seqnum: u32}` followed by the payload; `length` = 8 + payload size, unrounded.
+//! In a ring, messages start on 8-byte slots at byte 76 + 8·i of the mapping, so payloads are only 4-byte
+//! aligned: decoding always copies out.
 //!
 //! Decoding accepts bytes from a buggy or hostile peer: any input yields a [`Message`] or a [`DecodeError`],
 //! never a panic.
