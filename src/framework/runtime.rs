@@ -243,12 +243,11 @@ impl<P: Policy> Core<P> {
         if t.last_msg != 0 && !newer(seqnum, t.last_msg) {
             self.fw.add("seqnum_violations", 1);
         }
-        // A task taken over by discovery starts from its status word's barrier: a message at or before it is
-        // already reflected in the word's state.
-        if known.is_some() && t.last_msg == 0 && !newer(seqnum, t.seqnum) {
+        // A task taken over by discovery starts from its status word's barrier: messages at or before it (a
+        // dead agent may have left several in flight) are already reflected in the word's state. (For any
+        // other task such a message is out of order, counted above.)
+        if known.is_some() && t.seqnum != 0 && !newer(seqnum, t.seqnum) {
             self.fw.add("messages_already_seen", 1);
-            t.last_msg = seqnum;
-            self.tasks.insert(t);
             return;
         }
         t.last_msg = seqnum;
