@@ -18,6 +18,7 @@ mod percpu;
 
 // The run's unknown-flag check lists flags by hand: keep VALUED in step with `parse`.
 
+use ghost_shm::framework::Options;
 use ghost_shm::sim::{self, AgentCost, BoxedAgent, Competing, Config, ConfigError, EnclaveSpec, Trace, Workload};
 use ghost_shm::topology::{CpuSet, Level, Topology};
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ kernel and agent
   --upgrade-at-ms MS           replace the agent at MS (live upgrade)
 report
   --json                       one JSON object instead of the text report
+  --stats MS                   while the agent runs, one JSON line per MS of run time: tasks by state and the
+                               framework's and the policy's counters (lines starting with {\"t_ns\")
   --wall                       include wall-clock fields in a deterministic report
   -h, --help                   this help
 ";
@@ -73,6 +76,7 @@ struct Opts {
     topology: Option<String>,
     json: bool,
     wall: bool,
+    stats_ns: Option<u64>,
     cost_given: bool,
     period_given: bool,
     tasks_given: bool,
@@ -103,6 +107,7 @@ const VALUED: &[&str] = &[
     "--enclaves",
     "--topology",
     "--mode",
+    "--stats",
 ];
 
 /// `v` as a whole number in `lo..=hi`, or an error naming the flag and the value.
@@ -130,6 +135,7 @@ fn parse(args: impl Iterator<Item = String>) -> Res<Option<Opts>> {
         topology: None,
         json: false,
         wall: false,
+        stats_ns: None,
         cost_given: false,
         period_given: false,
         tasks_given: false,
@@ -238,6 +244,7 @@ fn parse(args: impl Iterator<Item = String>) -> Res<Option<Opts>> {
                 _ => return Err(format!("--mode {v}: unknown mode (deterministic or realtime)")),
             },
             "--json" => o.json = true,
+            "--stats" => o.stats_ns = Some(time(flag, &v, 1_000_000, "ms")?),
             "--wall" => o.wall = true,
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -374,11 +381,20 @@ fn one_enclave(mut o: Opts) -> Res<()> {
     if !o.json {
         println!("ghost-shm demo: {placement}; {}, seed {}, {clock}", describe(cfg), cfg.seed);
     }
+    let opts = || Options::default().queue_slots(slots).stats_every(o.stats_ns);
     let report = match (centralized, o.realtime) {
-        (true, true) => sim::try_run_realtime(cfg, |e| centralized::CentralizedFifo::start(e, slots, agent_cpu)),
-        (true, false) => sim::try_run(cfg, |e| centralized::CentralizedFifo::start(e, slots, agent_cpu)),
-        (false, true) => sim::try_run_realtime(cfg, |e| percpu::PerCpuFifo::start(e, slots)),
-        (false, false) => sim::try_run(cfg, |e| percpu::PerCpuFifo::start(e, slots)),
+        (true, true) => {
+            sim::try_run_realtime(cfg, |e| centralized::CentralizedFifo::start_with(e, opts().agent_cpu(agent_cpu)))
+        }
+        (true, false) => {
+            sim::try_run(cfg, |e| centralized::CentralizedFifo::start_with(e, opts().agent_cpu(agent_cpu)))
+        }
+        // Real time: an OS thread per CPU agent, sleeping until its queue wakes it.
+        (false, true) => sim::try_run_realtime(cfg, |e| {
+            let (quantum, nap) = (std::time::Duration::from_millis(10), std::time::Duration::from_micros(50));
+            ghost_shm::framework::PerCpuThreads::start(e, percpu::Fifo::default(), opts(), quantum, nap)
+        }),
+        (false, false) => sim::try_run(cfg, |e| percpu::PerCpuFifo::start_with(e, opts())),
     }
     .map_err(|e| e.to_string())?;
     if o.json {

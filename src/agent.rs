@@ -17,7 +17,9 @@
 //!
 //! ## Writing an agent
 //!
-//! A complete FIFO agent on the simulated kernel lives in `examples/fifo_centralized.rs`; the loop is always:
+//! Most agents are best written as a [`Policy`](crate::framework::Policy) on the
+//! [`framework`](crate::framework), which runs this loop, the task table, discovery and the retries for you.
+//! By hand, the loop is always:
 //!
 //! 1. drain messages from the queue(s) and update the task table (`seqnum` = the task's barrier after it);
 //! 2. pick tasks for idle CPUs; open each CPU's transaction, fill it (target gtid, the task's last `seqnum` as
@@ -128,7 +130,9 @@ pub trait Backend {
     fn associate_queue(&self, queue: QueueId, gtid: Gtid, barrier: u32) -> Result<AssocStatus, AgentError>;
     /// `GHOST_IOC_CONFIG_QUEUE_WAKEUP`: wake the agent of `cpu` (or nobody: polling) for this queue.
     fn config_queue_wakeup(&self, queue: QueueId, cpu: Option<u32>) -> Result<(), AgentError>;
-    /// `GHOST_IOC_COMMIT_TXN` from the agent on `caller` for the READY transactions of `cpus`.
+    /// `GHOST_IOC_COMMIT_TXN` from the agent on `caller` for the READY transactions of `cpus`. `caller` is the
+    /// CPU the calling agent thread runs on (the kernel commits a transaction of that CPU last, and blocks
+    /// the caller if it commits a task onto its own CPU).
     fn commit(&self, caller: u32, cpus: &[u32]) -> Result<(), AgentError>;
     /// `GHOST_IOC_SYNC_GROUP_TXN`: all-or-nothing; `Ok(true)` if every member committed.
     fn sync_group_commit(&self, caller: u32, cpus: &[u32]) -> Result<bool, AgentError>;
@@ -150,6 +154,18 @@ pub trait Backend {
     /// `GHOST_IOC_SW_GET_INFO(GHOST_AGENT, cpu)`: where the status word of `cpu`'s agent is (its barrier is
     /// the agent barrier a local commit must pass).
     fn agent_status_word(&self, cpu: u32) -> Result<GhostSwInfo, AgentError>;
+    /// The enclave's clock in ns: `CLOCK_MONOTONIC`, the clock of the kernel's `commit_time`s and status-word
+    /// `switch_time`s (the default); a simulator returns its virtual time.
+    fn now(&self) -> u64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+    }
+    /// CPUs of the enclave reserved for agents: they run no ghOSt task, so they are not in
+    /// [`cpus`](Backend::cpus). A centralized (global) agent spins on one of them. Default: none (every
+    /// enclave CPU runs tasks, as with per-CPU agents, whose agent shares its CPU with the tasks).
+    fn agent_cpus(&self) -> CpuSet {
+        CpuSet::new()
+    }
 }
 
 /// A queue the agent created: its id (for association) and its consumer.
@@ -209,9 +225,22 @@ impl<B: Backend> Enclave<B> {
         &self.backend
     }
 
-    /// The enclave's CPUs.
+    /// The enclave's *worker* CPUs: those ghOSt tasks run on, the targets of transactions. CPUs reserved for
+    /// a global agent are not among them (see [`agent_cpus`](Enclave::agent_cpus)).
     pub fn cpus(&self) -> &CpuSet {
         &self.cpus
+    }
+
+    /// The enclave's CPUs reserved for agents (a global agent's CPU): they run no ghOSt task and are not in
+    /// [`cpus`](Enclave::cpus). Empty when every CPU runs tasks (per-CPU agents share their CPU with them).
+    pub fn agent_cpus(&self) -> CpuSet {
+        self.backend.agent_cpus()
+    }
+
+    /// The enclave's clock in ns (`CLOCK_MONOTONIC` on a real kernel, virtual time in the simulator): the
+    /// time base of transaction `commit_time`s.
+    pub fn now(&self) -> u64 {
+        self.backend.now()
     }
 
     /// The topology of the enclave's CPUs (SMT siblings, LLCs, NUMA nodes), if the backend knows it.
@@ -267,14 +296,16 @@ impl<B: Backend> Enclave<B> {
         core::iter::once(&self.status).chain(self.more_status.iter())
     }
 
-    /// Every in-use, non-agent status word (§4.4) of the *first* status-word region: the tasks of a running
-    /// enclave, for an agent that takes over. Yields `(index, snapshot)`. An enclave with more tasks than
+    /// Every in-use, non-agent status word of the *first* status-word region: the tasks of a running enclave,
+    /// for an agent that takes over after a crash or an upgrade (ghOSt's task discovery). Yields
+    /// `(index, snapshot)`. An enclave with more tasks than
     /// one region holds has several: use [`discover_all`](Enclave::discover_all).
     pub fn discover(&self) -> Discovery<'_, B::Region> {
         self.status.discover()
     }
 
-    /// Every in-use, non-agent status word of every status-word region (§4.4). Yields `(where, snapshot)`.
+    /// Every in-use, non-agent status word of every status-word region (ghOSt's task discovery). Yields
+    /// `(where, snapshot)`.
     pub fn discover_all(&self) -> impl Iterator<Item = Result<(GhostSwInfo, Snapshot), ReadError>> + '_ {
         self.status_regions().flat_map(|r| {
             let id = r.id();

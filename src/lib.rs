@@ -15,8 +15,9 @@
 //! | [`topology`] | [`topology::CpuSet`], topology model, partitioning | same, plus the sysfs reader (`std`) |
 //!
 //! With `std` (default): `region` (memfd/mmap regions), `wake` (futex wakeups), `agent` (the agent API: an
-//! `Enclave` handle over a `Backend`), and with `sim` (default) the simulated kernel `sim`, which runs agents
-//! without a ghOSt kernel.
+//! `Enclave` handle over a `Backend`), `framework` (write a scheduling policy in a few dozen lines: typed
+//! callbacks, task table, discovery, centralized and per-CPU runtimes; its docs are the "write a policy"
+//! chapter), and with `sim` (default) the simulated kernel `sim`, which runs agents without a ghOSt kernel.
 //!
 //! ## Guarantees
 //! - **`no_std`, no allocation** in the core (everything outside the `std` feature). It builds for
@@ -40,6 +41,10 @@
 //! The crate assumes a little-endian target, as ghOSt does (x86_64, aarch64).
 //!
 //! ## Write an agent
+//!
+//! Most agents are a [`framework::Policy`] of a few dozen lines: the [`framework`] module's "write a policy"
+//! chapter builds a round robin and explains worker, agent and caller CPUs. This section shows the loop the
+//! framework runs for you, by hand.
 //!
 //! An agent drains its queue, keeps a task table keyed by gtid (each message's `seqnum` is the task's barrier
 //! after it), and commits transactions whose task barrier is the last seqnum it saw; a stale decision is
@@ -126,6 +131,8 @@ extern crate std;
 pub mod abi;
 #[cfg(feature = "std")]
 pub mod agent;
+#[cfg(feature = "std")]
+pub mod framework;
 pub mod queue;
 #[cfg(feature = "std")]
 pub mod region;

@@ -1,8 +1,9 @@
 //! Typed messages: one payload struct per `MSG_*` type, encoded into and decoded from the exact wire bytes.
 //!
-//! Wire format (§1.4): an 8-byte header `{type: u16, length: u16, seqnum: u32}` followed by the payload;
-//! `length` = 8 + payload size, unrounded. In a ring, messages start on 8-byte slots at byte 76 + 8·i of the
-//! mapping, so payloads are only 4-byte aligned: decoding always copies out.
+//! Wire format (`struct ghost_msg` in ghOSt's `include/uapi/linux/ghost.h`): an 8-byte header
+//! `{type: u16, length: u16, seqnum: u32}` followed by the payload; `length` = 8 + payload size, unrounded.
+//! In a ring, messages start on 8-byte slots at byte 76 + 8·i of the mapping, so payloads are only 4-byte
+//! aligned: decoding always copies out.
 //!
 //! Decoding accepts bytes from a buggy or hostile peer: any input yields a [`Message`] or a [`DecodeError`],
 //! never a panic.
@@ -305,6 +306,185 @@ impl Message {
     }
 }
 
+// ---- typed payload accessors ----------------------------------------------------------------------------------
+//
+// The payload structs keep the wire's C types (`i32` CPUs, `u8`/`u16` booleans). These accessors give the
+// domain types: a CPU id is a `u32` (`None` for a negative value, which the kernel uses for "no CPU", e.g. a
+// wake-up from an interrupt has no waker CPU), a flag is a `bool`, a task is a [`Gtid`].
+
+/// A CPU number as carried by a message: `None` for a negative (absent or bogus) value.
+pub const fn cpu_id(raw: i32) -> Option<u32> {
+    if raw < 0 {
+        None
+    } else {
+        Some(raw as u32)
+    }
+}
+
+macro_rules! gtid_accessor {
+    ($($payload:ident),* $(,)?) => { $(
+        impl $payload {
+            /// The task the message is about.
+            pub const fn task(&self) -> Gtid {
+                Gtid(self.gtid as i64)
+            }
+        }
+    )* };
+}
+
+macro_rules! cpu_accessor {
+    ($($payload:ident),* $(,)?) => { $(
+        impl $payload {
+            /// The CPU the message is about (`None` if the kernel wrote a negative value).
+            pub const fn cpu_id(&self) -> Option<u32> {
+                cpu_id(self.cpu)
+            }
+        }
+    )* };
+}
+
+gtid_accessor!(
+    PayloadTaskNew,
+    PayloadTaskPreempt,
+    PayloadTaskYield,
+    PayloadTaskBlocked,
+    PayloadTaskDead,
+    PayloadTaskDeparted,
+    PayloadTaskAffinityChanged,
+    PayloadTaskPriorityChanged,
+    PayloadTaskWakeup,
+    PayloadTaskSwitchto,
+    PayloadTaskOnCpu,
+    PayloadTaskLatchFailure,
+);
+
+cpu_accessor!(
+    PayloadTaskPreempt,
+    PayloadTaskYield,
+    PayloadTaskBlocked,
+    PayloadTaskDead,
+    PayloadTaskDeparted,
+    PayloadTaskSwitchto,
+    PayloadTaskOnCpu,
+    PayloadCpuTick,
+    PayloadTimer,
+    PayloadCpuNotIdle,
+    PayloadCpuAvailable,
+    PayloadCpuBusy,
+    PayloadAgentBlocked,
+    PayloadAgentWakeup,
+);
+
+impl PayloadTaskNew {
+    /// Whether the task is queued on a run queue (runnable) as it enters ghOSt.
+    pub const fn is_runnable(&self) -> bool {
+        self.runnable != 0
+    }
+    /// The parent task.
+    pub const fn parent(&self) -> Gtid {
+        Gtid(self.parent_gtid as i64)
+    }
+}
+
+impl PayloadTaskPreempt {
+    /// The task was latched (committed) on the CPU but replaced before it ever ran.
+    pub const fn was_latched(&self) -> bool {
+        self.was_latched != 0
+    }
+    /// The task was part of a switchto chain.
+    pub const fn from_switchto(&self) -> bool {
+        self.from_switchto != 0
+    }
+}
+
+impl PayloadTaskYield {
+    /// The task was part of a switchto chain.
+    pub const fn from_switchto(&self) -> bool {
+        self.from_switchto != 0
+    }
+}
+
+impl PayloadTaskBlocked {
+    /// The task was part of a switchto chain.
+    pub const fn from_switchto(&self) -> bool {
+        self.from_switchto != 0
+    }
+}
+
+impl PayloadTaskDeparted {
+    /// The task was current on its CPU when it left ghOSt.
+    pub const fn was_current(&self) -> bool {
+        self.was_current != 0
+    }
+    /// The task was part of a switchto chain.
+    pub const fn from_switchto(&self) -> bool {
+        self.from_switchto != 0
+    }
+}
+
+impl PayloadTaskWakeup {
+    /// The wake-up may be deferred.
+    pub const fn is_deferrable(&self) -> bool {
+        self.deferrable != 0
+    }
+    /// The CPU the task last ran on (`None`: never ran).
+    pub const fn last_ran_cpu_id(&self) -> Option<u32> {
+        cpu_id(self.last_ran_cpu)
+    }
+    /// The CPU it was woken on.
+    pub const fn wake_up_cpu_id(&self) -> Option<u32> {
+        cpu_id(self.wake_up_cpu)
+    }
+    /// The waker's CPU (`None`: not woken by a task on a CPU).
+    pub const fn waker_cpu_id(&self) -> Option<u32> {
+        cpu_id(self.waker_cpu)
+    }
+}
+
+impl PayloadCpuTick {
+    /// The tick hit the agent itself (ABI 90+), not a ghOSt task.
+    pub const fn is_agent(&self) -> bool {
+        self.is_agent != 0
+    }
+}
+
+impl PayloadCpuNotIdle {
+    /// The task that displaced the idle task.
+    pub const fn next(&self) -> Gtid {
+        Gtid(self.next_gtid as i64)
+    }
+}
+
+impl Message {
+    /// The CPU a message names, task or CPU message alike: the CPU a task was preempted, blocked, yielded,
+    /// departed, died or switched in on, or the CPU of a CPU message. `None` for messages without one
+    /// (`TASK_NEW`, `TASK_WAKEUP` — see [`PayloadTaskWakeup::wake_up_cpu_id`] —, affinity, priority, latch
+    /// failure) and for a negative value.
+    pub fn cpu_id(&self) -> Option<u32> {
+        match self {
+            Message::TaskPreempt(p) => p.cpu_id(),
+            Message::TaskYield(p) => p.cpu_id(),
+            Message::TaskBlocked(p) => p.cpu_id(),
+            Message::TaskDead(p) => p.cpu_id(),
+            Message::TaskDeparted(p) => p.cpu_id(),
+            Message::TaskSwitchto(p) => p.cpu_id(),
+            Message::TaskOnCpu(p) => p.cpu_id(),
+            Message::CpuTick(p) => p.cpu_id(),
+            Message::CpuTimerExpired(p) => p.cpu_id(),
+            Message::CpuNotIdle(p) => p.cpu_id(),
+            Message::CpuAvailable(p) => p.cpu_id(),
+            Message::CpuBusy(p) => p.cpu_id(),
+            Message::CpuAgentBlocked(p) => p.cpu_id(),
+            Message::CpuAgentWakeup(p) => p.cpu_id(),
+            Message::TaskNew(_)
+            | Message::TaskWakeup(_)
+            | Message::TaskAffinityChanged(_)
+            | Message::TaskPriorityChanged(_)
+            | Message::TaskLatchFailure(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,5 +567,37 @@ mod tests {
         assert_eq!(d.message, m);
         assert_eq!(d.message.gtid(), Some(Gtid((u64::MAX - 5) as i64)));
         assert_eq!(d.message.cpu(), None);
+    }
+
+    #[test]
+    fn typed_accessors_convert_the_wire_types() {
+        assert_eq!(cpu_id(-1), None);
+        assert_eq!(cpu_id(7), Some(7));
+        let p = PayloadTaskPreempt { gtid: 42, cpu: 3, was_latched: 1, ..Default::default() };
+        assert_eq!((p.task(), p.cpu_id(), p.was_latched(), p.from_switchto()), (Gtid(42), Some(3), true, false));
+        let n = PayloadTaskNew { gtid: 9, parent_gtid: 8, runnable: 0, ..Default::default() };
+        assert_eq!((n.task(), n.parent(), n.is_runnable()), (Gtid(9), Gtid(8), false));
+        assert!(PayloadTaskNew { runnable: 1, ..n }.is_runnable());
+        let w = PayloadTaskWakeup {
+            gtid: 5,
+            last_ran_cpu: -1,
+            wake_up_cpu: 2,
+            waker_cpu: -1,
+            deferrable: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            (w.last_ran_cpu_id(), w.wake_up_cpu_id(), w.waker_cpu_id(), w.is_deferrable()),
+            (None, Some(2), None, true)
+        );
+        let t = PayloadCpuTick { cpu: 4, is_agent: 1 };
+        assert_eq!((t.cpu_id(), t.is_agent()), (Some(4), true));
+        assert_eq!(Message::CpuTick(t).cpu_id(), Some(4));
+        assert_eq!(Message::TaskPreempt(p).cpu_id(), Some(3));
+        assert_eq!(Message::TaskDead(PayloadTaskDead { gtid: 1, cpu: -5, _pad: 0 }).cpu_id(), None);
+        assert_eq!(Message::TaskWakeup(w).cpu_id(), None);
+        let d = PayloadTaskDeparted { gtid: 1, cpu: 0, was_current: 1, ..Default::default() };
+        assert!(d.was_current() && !d.from_switchto());
+        assert_eq!(PayloadCpuNotIdle { cpu: 1, _pad: 0, next_gtid: 77 }.next(), Gtid(77));
     }
 }

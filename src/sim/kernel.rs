@@ -108,6 +108,8 @@ struct Task<'r> {
     last_cpu: i32,
     /// The CPUs it may run on (`None`: any).
     affinity: Option<Box<[u32]>>,
+    /// When it arrived (for its response time).
+    arrived_at: u64,
 }
 
 struct Cpu<'r> {
@@ -165,6 +167,8 @@ struct Enc {
     rng: Rng,
     runnable: usize,
     latencies: Vec<u64>,
+    /// Per exited task: (CPU time, response time), ns.
+    responses: Vec<(u64, u64)>,
     outcomes: [u64; 16],
     produced: u64,
     dropped: u64,
@@ -303,6 +307,7 @@ impl<'r> Kernel<'r> {
                     runnable_since: 0,
                     last_cpu: -1,
                     affinity,
+                    arrived_at: 0,
                 });
                 arrivals.push((arrival, id));
             }
@@ -333,6 +338,7 @@ impl<'r> Kernel<'r> {
                 rng,
                 runnable: 0,
                 latencies: Vec::new(),
+                responses: Vec::new(),
                 outcomes: [0; 16],
                 produced: 0,
                 dropped: 0,
@@ -552,6 +558,7 @@ impl<'r> Kernel<'r> {
         let mut lat = std::mem::take(&mut en.latencies);
         lat.sort_unstable();
         rep.latencies = lat;
+        rep.responses = std::mem::take(&mut en.responses);
         rep.txn_outcomes =
             TxnOutcome::ALL.iter().zip(en.outcomes.iter()).filter(|(_, n)| **n > 0).map(|(o, n)| (*o, *n)).collect();
         rep.messages_produced = en.produced;
@@ -791,6 +798,7 @@ impl<'r> State<'r> {
                 let word = a.init(self.tasks[t].gtid, SwFlags::TASK_RUNNABLE);
                 self.tasks[t].word = Some(word);
                 self.tasks[t].info = info;
+                self.tasks[t].arrived_at = self.now;
                 self.encs[e].arrived += 1;
                 self.set_state(t, Ts::Runnable);
                 self.task_msg(t, |task| {
@@ -844,6 +852,8 @@ impl<'r> State<'r> {
                     self.set_state(t, Ts::Dead);
                     self.encs[e].completed += 1;
                     self.encs[e].last_done_ns = self.now;
+                    let response = (self.tasks[t].runtime, self.now - self.tasks[t].arrived_at);
+                    self.encs[e].responses.push(response);
                     let q = self.encs[e].routing.route(&self.tasks[t].route);
                     if let Some(word) = self.tasks[t].word.take() {
                         let (_retired, seqnum) = word.die_then(|s| s);
@@ -1412,6 +1422,18 @@ impl Backend for SimBackend<'_, '_> {
             FreeError::NotFound => AgentError::NotFound,
             _ => AgentError::Invalid("status word is not CANFREE or not allocated"),
         })
+    }
+    /// Virtual time.
+    fn now(&self) -> u64 {
+        self.k.now()
+    }
+    /// The enclave's CPUs reserved for agents (`Config::agent_cpus`).
+    fn agent_cpus(&self) -> CpuSet {
+        let st = self.k.lock();
+        CpuSet::from_cpus(
+            st.cpus.iter().enumerate().filter(|(_, c)| !c.worker && c.enc == Some(self.e)).map(|(i, _)| i),
+        )
+        .unwrap_or_default()
     }
     /// The simulated machine has no topology model: CPUs are flat.
     fn topology(&self) -> Option<crate::topology::sysfs::OwnedTopology> {

@@ -65,6 +65,10 @@ pub trait Agent<B: Backend> {
     fn step(&mut self, enclave: &Enclave<B>) -> Result<(), AgentError>;
     /// The agent's counters.
     fn stats(&self) -> AgentStats;
+    /// Named counters of the agent and its policy, summed over incarnations into [`Report::counters`].
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// The result of a run. Times are virtual ns in deterministic mode, wall-clock ns in real-time mode
@@ -83,7 +87,7 @@ pub struct Report {
     pub virtual_ns: u64,
     /// This enclave's time: until its last task exited or departed, else the whole run (ns).
     pub enclave_ns: u64,
-    /// Wall time the simulation took (ns). Not part of the deterministic report ([`Report::fmt`] shows it
+    /// Wall time the simulation took (ns). Not part of the deterministic report (its `Display` shows it
     /// only with `{:#}`).
     pub wall_ns: u64,
     /// CPUs that ran tasks.
@@ -100,6 +104,8 @@ pub struct Report {
     pub agent_cost: AgentCost,
     /// Scheduling latencies (runnable → on CPU), ns, sorted.
     pub latencies: Vec<u64>,
+    /// Per task that exited, in exit order: its CPU time and its response time (arrival → exit), ns.
+    pub responses: Vec<(u64, u64)>,
     /// Transactions by final state.
     pub txn_outcomes: Vec<(TxnOutcome, u64)>,
     /// Messages produced into queues.
@@ -146,6 +152,9 @@ pub struct Report {
     /// Kernel events the simulator processed for the whole machine (arrivals, burst ends, wake-ups, ticks,
     /// polls, ...): with `wall_ns`, the simulator's own speed.
     pub machine_events: u64,
+    /// The agents' named counters ([`Agent::counters`]: the framework's and the policy's), summed over
+    /// agent incarnations, in name order.
+    pub counters: Vec<(&'static str, u64)>,
     /// Real-time mode: the OS threads that ran the simulated CPUs (0 in deterministic mode).
     pub kernel_threads: u32,
     /// The run was in real time (wall-clock ns), not in virtual time.
@@ -166,6 +175,11 @@ impl Report {
     pub fn txns_per_sec(&self) -> f64 {
         let n: u64 = self.txn_outcomes.iter().map(|(_, n)| n).sum();
         per_sec(n, self.enclave_ns)
+    }
+
+    /// The agents' counter `name` (0 if absent).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v)
     }
 
     /// Count of transactions that ended in `o`.
@@ -237,6 +251,8 @@ impl Report {
         field("txns_per_s", format!("{:.3}", self.txns_per_sec()));
         let outcomes: Vec<String> = self.txn_outcomes.iter().map(|(o, n)| format!("\"{o:?}\":{n}")).collect();
         field("txn_outcomes", format!("{{{}}}", outcomes.join(",")));
+        let counters: Vec<String> = self.counters.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        field("counters", format!("{{{}}}", counters.join(",")));
         if !self.realtime {
             field("trace_hash", format!("\"{:016x}\"", self.trace_hash));
         }
@@ -380,6 +396,12 @@ impl fmt::Display for Report {
             "checks               seqnum violations {}  invariant violations {}",
             self.seqnum_violations, self.invariant_violations
         )?;
+        if !self.counters.is_empty() {
+            write!(f, "\nagent counters      ")?;
+            for (k, v) in &self.counters {
+                write!(f, " {k}={v}")?;
+            }
+        }
         if self.realtime {
             write!(f, "\nkernel threads       {} (simulated CPUs multiplexed onto them)", self.kernel_threads)
         } else {
@@ -511,6 +533,7 @@ pub fn validate_machine(specs: &[EnclaveSpec<'_>], duration_ns: u64) -> Result<(
 struct Slot<'a, 'r> {
     agent: Option<(BoxedAgent<'a, 'r>, Enclave<SimBackend<'a, 'r>>)>,
     dead: AgentStats,
+    counters: Vec<(&'static str, u64)>,
     restart_at: Option<u64>,
     crashed: bool,
     upgraded: bool,
@@ -549,6 +572,7 @@ pub fn try_run_machine(
         .map(|_| Slot {
             agent: None,
             dead: AgentStats::default(),
+            counters: Vec::new(),
             restart_at: Some(0),
             crashed: false,
             upgraded: false,
@@ -572,7 +596,10 @@ pub fn try_run_machine(
                     if let Some((old, _)) = slot.agent.take() {
                         slot.report.upgrades += 1;
                         slot.restart_at = Some(now);
-                        if !retire(&mut slot.dead, old, |a| a.stats()) {
+                        if !retire(&mut slot.dead, old, |a| {
+                            add_counters(&mut slot.counters, a.counters());
+                            a.stats()
+                        }) {
                             // It panicked on its way out: an agent death like any other.
                             k.agent_died(e);
                             slot.report.agent_crashes += 1;
@@ -584,7 +611,10 @@ pub fn try_run_machine(
                 if now >= t && slot.agent.is_some() {
                     slot.crashed = true;
                     if let Some((a, _)) = slot.agent.take() {
-                        retire(&mut slot.dead, a, |a| a.stats());
+                        retire(&mut slot.dead, a, |a| {
+                            add_counters(&mut slot.counters, a.counters());
+                            a.stats()
+                        });
                     }
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
@@ -627,7 +657,10 @@ pub fn try_run_machine(
                 k.end_step(e);
                 if !matches!(r, Ok(Ok(()))) {
                     if let Some((a, _)) = slot.agent.take() {
-                        retire(&mut slot.dead, a, |a| a.stats());
+                        retire(&mut slot.dead, a, |a| {
+                            add_counters(&mut slot.counters, a.counters());
+                            a.stats()
+                        });
                     }
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
@@ -666,7 +699,10 @@ pub fn try_run_machine(
     let mut out = MachineReport::default();
     for (e, (spec, mut slot)) in specs.into_iter().zip(slots).enumerate() {
         if let Some((a, _)) = slot.agent.take() {
-            if !retire(&mut slot.dead, a, |a| a.stats()) {
+            if !retire(&mut slot.dead, a, |a| {
+                add_counters(&mut slot.counters, a.counters());
+                a.stats()
+            }) {
                 slot.report.agent_crashes += 1;
             }
         }
@@ -675,6 +711,7 @@ pub fn try_run_machine(
         report.messages_consumed = slot.dead.messages;
         report.seqnum_violations = slot.dead.seqnum_violations;
         report.overflows_seen = slot.dead.overflows_seen;
+        report.counters = slot.counters;
         report.wall_ns = wall.elapsed().as_nanos() as u64;
         out.enclaves.push((spec.name, report));
     }
@@ -788,7 +825,10 @@ where
                         }
                         std::thread::yield_now();
                     }
-                    died |= !retire(&mut total, a, |a| a.stats());
+                    died |= !retire(&mut total, a, |a| {
+                        add_counters(&mut r.counters, a.counters());
+                        a.stats()
+                    });
                 }
                 if !died {
                     continue; // an upgrade, or the end of the run
@@ -809,6 +849,7 @@ where
         report.agent_crashes = r.agent_crashes;
         report.upgrades = r.upgrades;
         report.handoff_wall_ns = r.handoff_wall_ns;
+        report.counters = r.counters;
     });
     k.fill_report(0, &mut report);
     report.messages_consumed = stats.messages;
@@ -829,6 +870,16 @@ fn retire<T>(total: &mut AgentStats, agent: T, stats: impl FnOnce(&T) -> AgentSt
         Err(_) => return false,
     }
     dropped.is_ok()
+}
+
+fn add_counters(total: &mut Vec<(&'static str, u64)>, c: Vec<(&'static str, u64)>) {
+    for (k, v) in c {
+        match total.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, t)) => *t += v,
+            None => total.push((k, v)),
+        }
+    }
+    total.sort_unstable_by_key(|(k, _)| *k);
 }
 
 fn add(total: &mut AgentStats, s: AgentStats) {
