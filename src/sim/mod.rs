@@ -83,7 +83,7 @@ pub struct Report {
     pub virtual_ns: u64,
     /// This enclave's time: until its last task exited or departed, else the whole run (ns).
     pub enclave_ns: u64,
-    /// Wall time the simulation took (ns). Not part of the deterministic report ([`Report::fmt`] shows it
+    /// Wall time the simulation took (ns). Not part of the deterministic text report (its `Display` shows it
     /// only with `{:#}`).
     pub wall_ns: u64,
     /// CPUs that ran tasks.
