@@ -371,7 +371,11 @@ fn one_enclave(mut o: Opts) -> Res<()> {
     };
     let clock = if o.realtime { "real time" } else { "deterministic virtual time" };
     if !o.json {
-        println!("ghost-shm demo: {placement}; {}, seed {}, {clock}", describe(cfg), cfg.seed);
+        let events = [("agent crash", cfg.crash_at_ns), ("agent upgrade", cfg.upgrade_at_ns)]
+            .iter()
+            .filter_map(|(what, at)| at.map(|t| format!(", {what} at {} ms", t / 1_000_000)))
+            .collect::<String>();
+        println!("ghost-shm demo: {placement}; {}, seed {}, {clock}{events}", describe(cfg), cfg.seed);
     }
     let report = match (centralized, o.realtime) {
         (true, true) => sim::try_run_realtime(cfg, |e| centralized::CentralizedFifo::start(e, slots, agent_cpu)),
