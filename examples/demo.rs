@@ -254,10 +254,6 @@ fn check(o: &Opts) -> Res<()> {
     if c.trace.is_some() && (o.tasks_given || o.workload_given || o.load_given) {
         return Err("--trace replays its own tasks: drop --tasks, --workload and --load".into());
     }
-    if o.agent.as_deref() == Some("percpu") && c.trace.as_ref().is_some_and(|t| t.rows.iter().any(|r| r.cpus.is_some()))
-    {
-        return Err("--trace pins tasks to CPUs, which the per-CPU FIFO ignores: use --agent centralized".into());
-    }
     if o.topology.is_some() && o.cpus_given {
         return Err(format!("--cpus {} conflicts with --topology (the topology's online CPUs are used)", c.cpus));
     }

@@ -19,6 +19,8 @@ struct Task {
     runnable: bool,
     cpu: usize,
     sw: Option<GhostSwInfo>,
+    /// The CPU index it was committed to (its `running` slot), until a message says it left.
+    on: Option<usize>,
 }
 
 struct PerCpu<M: ghost_shm::shm::SharedMem> {
@@ -51,18 +53,16 @@ impl<M: ghost_shm::shm::SharedMem> PerCpuFifo<M> {
         }
         enclave.set_default_queue(&cpus[0].queue)?;
         let mut me = PerCpuFifo { cpus, tasks: BTreeMap::new(), next: 0, stats: AgentStats::default() };
-        let region = enclave.status_words().id();
-        for found in enclave.discover() {
-            let (index, snap) = found?;
-            let sw = GhostSwInfo { id: region, index };
-            let c = me.next_cpu();
+        for found in enclave.discover_all() {
+            let (sw, snap) = found?;
+            let c = me.next_allowed(enclave, snap.gtid);
             match enclave.associate(&me.cpus[c].queue, snap.gtid, snap.barrier.0) {
                 Ok(st) if st.brand_new => {}
                 Ok(_) => {
                     let runnable = snap.runnable() && !snap.on_cpu();
                     me.tasks.insert(
                         snap.gtid,
-                        Task { seqnum: snap.barrier.0, last_msg: 0, runnable, cpu: c, sw: Some(sw) },
+                        Task { seqnum: snap.barrier.0, last_msg: 0, runnable, cpu: c, sw: Some(sw), on: None },
                     );
                     if runnable {
                         me.cpus[c].runq.push_back(snap.gtid);
@@ -85,10 +85,44 @@ impl<M: ghost_shm::shm::SharedMem> PerCpuFifo<M> {
         self.next
     }
 
+    /// Moves `g` from CPU index `from` to one its affinity allows: its run-queue entry at once, its messages
+    /// too if the association is not stale (else they keep arriving at `from`, which is harmless: run-queue
+    /// placement follows `Task::cpu`).
+    fn migrate<B: Backend<Region = M>>(&mut self, enclave: &Enclave<B>, g: Gtid, from: usize, barrier: u32) {
+        let c = self.next_allowed(enclave, g);
+        let _ = enclave.associate(&self.cpus[c].queue, g, barrier);
+        if let Some(t) = self.tasks.get_mut(&g) {
+            t.cpu = c;
+        }
+        if let Some(i) = self.cpus[from].runq.iter().position(|&x| x == g) {
+            self.cpus[from].runq.remove(i);
+            self.cpus[c].runq.push_back(g);
+        }
+    }
+
+    /// The next CPU (round robin) that `g` may run on, as far as the kernel says (`task_affinity`).
+    fn next_allowed<B: Backend<Region = M>>(&mut self, enclave: &Enclave<B>, g: Gtid) -> usize {
+        let allowed = enclave.backend().task_affinity(g);
+        for _ in 0..self.cpus.len() {
+            let c = self.next_cpu();
+            if allowed.as_ref().is_none_or(|a| a.contains(self.cpus[c].cpu as usize)) {
+                return c;
+            }
+        }
+        self.next_cpu()
+    }
+
     fn handle<B: Backend<Region = M>>(&mut self, enclave: &Enclave<B>, here: usize, seqnum: u32, m: Message) {
         self.stats.messages += 1;
         let Some(g) = m.gtid() else { return };
-        let t = self.tasks.entry(g).or_insert(Task { seqnum: 0, last_msg: 0, runnable: false, cpu: here, sw: None });
+        let t = self.tasks.entry(g).or_insert(Task {
+            seqnum: 0,
+            last_msg: 0,
+            runnable: false,
+            cpu: here,
+            sw: None,
+            on: None,
+        });
         // Messages of a task carry strictly increasing seqnums. (A task taken over through discovery starts
         // from its status word's barrier, which a message already in the queue may repeat: not a violation.)
         if t.last_msg != 0 && !Barrier(seqnum).is_newer_than(Barrier(t.last_msg)) {
@@ -104,7 +138,7 @@ impl<M: ghost_shm::shm::SharedMem> PerCpuFifo<M> {
                 t.sw = Some(p.sw_info);
                 t.runnable = p.runnable != 0;
                 // Place it: move its messages to the chosen CPU's queue (needs the barrier we just saw).
-                let c = self.next_cpu();
+                let c = self.next_allowed(enclave, g);
                 let t = self.tasks.get_mut(&g).unwrap();
                 if enclave.associate(&self.cpus[c].queue, g, seqnum).is_ok() {
                     t.cpu = c;
@@ -116,8 +150,8 @@ impl<M: ghost_shm::shm::SharedMem> PerCpuFifo<M> {
             }
             Message::TaskWakeup(_) | Message::TaskYield(_) | Message::TaskPreempt(_) => {
                 t.runnable = true;
-                if self.cpus[owner].running == Some(g) {
-                    self.cpus[owner].running = None;
+                if let Some(c) = t.on.take().filter(|&c| self.cpus[c].running == Some(g)) {
+                    self.cpus[c].running = None;
                 }
                 if !self.cpus[owner].runq.contains(&g) {
                     self.cpus[owner].runq.push_back(g);
@@ -125,15 +159,24 @@ impl<M: ghost_shm::shm::SharedMem> PerCpuFifo<M> {
             }
             Message::TaskBlocked(_) => {
                 t.runnable = false;
-                if self.cpus[owner].running == Some(g) {
-                    self.cpus[owner].running = None;
+                if let Some(c) = t.on.take().filter(|&c| self.cpus[c].running == Some(g)) {
+                    self.cpus[c].running = None;
                 }
             }
-            Message::TaskDead(_) => {
+            // Its CPU is no longer allowed: move it (and its messages) to one that is.
+            Message::TaskAffinityChanged(_) => {
+                let cpu = self.cpus[owner].cpu as usize;
+                if enclave.backend().task_affinity(g).is_some_and(|a| !a.contains(cpu)) {
+                    self.migrate(enclave, g, owner, seqnum);
+                }
+            }
+            // Dead, or it left the enclave: forget it.
+            Message::TaskDead(_) | Message::TaskDeparted(_) => {
                 let sw = t.sw;
+                let on = t.on;
                 self.tasks.remove(&g);
-                if self.cpus[owner].running == Some(g) {
-                    self.cpus[owner].running = None;
+                if let Some(c) = on.filter(|&c| self.cpus[c].running == Some(g)) {
+                    self.cpus[c].running = None;
                 }
                 if let Some(sw) = sw {
                     let _ = enclave.free_status_word(sw);
@@ -170,8 +213,19 @@ impl<B: Backend> Agent<B> for PerCpuFifo<B::Region> {
             let pending = open.target(g).task_barrier(t.seqnum).agent_barrier(agent_barrier).commit();
             enclave.commit(cpu, &[cpu])?;
             match pending.poll() {
-                Ok(Some(o)) if o.is_success() => self.cpus[i].running = Some(g),
+                Ok(Some(o)) if o.is_success() => {
+                    self.cpus[i].running = Some(g);
+                    if let Some(t) = self.tasks.get_mut(&g) {
+                        t.on = Some(i);
+                    }
+                }
                 Ok(Some(o)) if o.outcome == TxnOutcome::TargetNotFound => {}
+                // Not allowed here (its affinity changed): run it elsewhere.
+                Ok(Some(o)) if o.outcome == TxnOutcome::NotPermitted => {
+                    self.cpus[i].runq.push_front(g);
+                    let seqnum = self.tasks.get(&g).map_or(0, |t| t.seqnum);
+                    self.migrate(enclave, g, i, seqnum);
+                }
                 _ => self.cpus[i].runq.push_front(g),
             }
         }
