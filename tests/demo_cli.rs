@@ -118,6 +118,11 @@ fn flags_that_would_be_ignored_are_refused() {
     refused(&["--topology", "tests/data/topologies/vm-2c", "--cpus", "4"], "--cpus 4");
     refused(&["--crash-at-ms", "100", "--duration-ms", "50"], "--crash-at-ms 100");
     refused(&["--upgrade-at-ms", "50", "--duration-ms", "50"], "--upgrade-at-ms 50");
+    // After the last task is done (the run stops there): the crash would silently not happen.
+    refused(&["--tasks", "20", "--crash-at-ms", "30000"], "--crash-at-ms 30000: every task was done");
+    refused(&["--tasks", "20", "--enclaves", "2", "--upgrade-at-ms", "30000"], "--upgrade-at-ms 30000");
+    let out = accepted(&["--tasks", "300", "--crash-at-ms", "5"]);
+    assert!(out.contains("crashed 1"), "{out}");
     refused(&["--mode", "realtime", "--agent-cost", "free"], "--agent-cost");
     refused(&["--enclaves", "2", "--cpus", "2"], "--cpus 2");
     refused(&["--enclaves", "2", "--topology", "/nonexistent-sysfs"], "/nonexistent-sysfs");
