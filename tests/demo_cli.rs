@@ -185,6 +185,14 @@ fn json_report_and_overflow_from_the_command_line() {
     assert_eq!(v["messages_dropped"], v["ring_overflows"]);
     assert_eq!(v["mode"], "deterministic");
     assert!(v.get("wall_ns").is_none());
+    // Two enclaves: one object per enclave, each with its own numbers.
+    let out = accepted(&["--json", "--enclaves", "2", "--cpus", "6", "--tasks", "50"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let e = v["enclaves"].as_array().unwrap();
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0]["name"], "centralized FIFO");
+    assert_eq!(e[1]["report"]["tasks_completed"], 50);
+    assert_eq!(e[0]["report"]["agent_cpus"], 1);
 }
 
 #[test]
