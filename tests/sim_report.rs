@@ -86,6 +86,9 @@ fn realtime_text_has_no_virtual_labels_or_trace_hash() {
     assert!(!text.contains("trace hash") && !text.contains("virtual"), "{text}");
     assert!(text.contains("wall clock") && text.contains("kernel threads"), "{text}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&r.to_json(false)).unwrap()["mode"], "realtime");
+    // Never more kernel threads than the host's cores less one (the agent has its own), at least one.
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    assert!(r.kernel_threads >= 1 && r.kernel_threads <= host.saturating_sub(1).max(1), "{}", r.kernel_threads);
 }
 
 #[test]
