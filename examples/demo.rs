@@ -262,10 +262,6 @@ fn check(o: &Opts) -> Res<()> {
     if c.trace.is_some() && (o.tasks_given || o.workload_given || o.load_given) {
         return Err("--trace replays its own tasks: drop --tasks, --workload and --load".into());
     }
-    if o.agent.as_deref() == Some("percpu") && c.trace.as_ref().is_some_and(|t| t.rows.iter().any(|r| r.cpus.is_some()))
-    {
-        return Err("--trace pins tasks to CPUs, which the per-CPU FIFO ignores: use --agent centralized".into());
-    }
     if o.topology.is_some() && o.cpus_given {
         return Err(format!("--cpus {} conflicts with --topology (the topology's online CPUs are used)", c.cpus));
     }
@@ -329,6 +325,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// A crash or upgrade the run ended before (every task done) did not happen: say so instead of printing a
+/// report that looks like it did.
+fn injected(c: &Config, r: &sim::Report) -> Res<()> {
+    for (flag, at) in [("--crash-at-ms", c.crash_at_ns), ("--upgrade-at-ms", c.upgrade_at_ns)] {
+        if let Some(t) = at.filter(|&t| t > r.virtual_ns) {
+            return Err(format!(
+                "{flag} {}: every task was done at {:.3} ms, before it; use a smaller value or more --tasks",
+                t / 1_000_000,
+                r.virtual_ns as f64 / 1e6
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn describe(c: &Config) -> String {
     match &c.trace {
         Some(t) => format!("{} traced tasks", t.rows.len()),
@@ -378,9 +389,6 @@ fn one_enclave(mut o: Opts) -> Res<()> {
         format!("per-CPU FIFO agents, CPUs 0-{} run tasks", cfg.cpus - 1)
     };
     let clock = if o.realtime { "real time" } else { "deterministic virtual time" };
-    if !o.json {
-        println!("ghost-shm demo: {placement}; {}, seed {}, {clock}", describe(cfg), cfg.seed);
-    }
     let opts = || Options::default().queue_slots(slots).stats_every(o.stats_ns);
     let report = match (centralized, o.realtime) {
         (true, true) => {
@@ -397,6 +405,14 @@ fn one_enclave(mut o: Opts) -> Res<()> {
         (false, false) => sim::try_run(cfg, |e| percpu::PerCpuFifo::start_with(e, opts())),
     }
     .map_err(|e| e.to_string())?;
+    injected(cfg, &report)?;
+    if !o.json {
+        let events = [("agent crash", cfg.crash_at_ns), ("agent upgrade", cfg.upgrade_at_ns)]
+            .iter()
+            .filter_map(|(what, at)| at.map(|t| format!(", {what} at {} ms", t / 1_000_000)))
+            .collect::<String>();
+        println!("ghost-shm demo: {placement}; {}, seed {}, {clock}{events}", describe(cfg), cfg.seed);
+    }
     if o.json {
         println!("{}", report.to_json(o.wall));
     } else if o.wall {
@@ -439,15 +455,6 @@ fn two_enclaves(o: Opts) -> Res<()> {
     }
     let slots = cfg.queue_slots;
     let agent_cpu = a.last().unwrap_or(0) as u32;
-    if !o.json {
-        println!(
-            "ghost-shm demo: 2 enclaves, {} each, seed {}, deterministic virtual time{}{}\n  enclave 0 (centralized FIFO, agent on CPU {agent_cpu}): CPUs {a}\n  enclave 1 (per-CPU FIFO): CPUs {b}",
-            describe(&cfg),
-            cfg.seed,
-            cfg.crash_at_ns.map_or(String::new(), |t| format!(", enclave 0 agent crash at {} ms", t / 1_000_000)),
-            cfg.upgrade_at_ns.map_or(String::new(), |t| format!(", enclave 0 agent upgrade at {} ms", t / 1_000_000)),
-        );
-    }
     let calm = Config { crash_at_ns: None, upgrade_at_ns: None, seed: cfg.seed.wrapping_add(1), ..cfg.clone() };
     let first_cost = if o.cost_given { cfg.agent_cost } else { AgentCost::MEASURED_SPINNING };
     let specs = vec![
@@ -467,6 +474,19 @@ fn two_enclaves(o: Opts) -> Res<()> {
         },
     ];
     let m = sim::try_run_machine(specs, cfg.duration_ns, !o.json).map_err(|e| e.to_string())?;
+    if let Some((_, first)) = m.enclaves.first() {
+        injected(&cfg, first)?;
+    }
+    if !o.json {
+        println!(
+            "ghost-shm demo: 2 enclaves, {} each, seed {}, deterministic virtual time{}{}\n  enclave 0 (centralized FIFO, agent on CPU {agent_cpu}): CPUs {a}\n  enclave 1 (per-CPU FIFO): CPUs {b}",
+            describe(&cfg),
+            cfg.seed,
+            cfg.crash_at_ns.map_or(String::new(), |t| format!(", enclave 0 agent crash at {} ms", t / 1_000_000)),
+            cfg.upgrade_at_ns.map_or(String::new(), |t| format!(", enclave 0 agent upgrade at {} ms", t / 1_000_000)),
+        );
+    }
+
     if o.json {
         println!("{}", m.to_json(o.wall));
     } else if o.wall {

@@ -22,9 +22,10 @@ impl Policy for Fifo {
         "fifo-percpu"
     }
     fn task_new(&mut self, ctx: &mut Ctx<'_>, task: &Task) {
-        let cpus: Vec<u32> = ctx.cpus().collect();
-        self.next = (self.next + 1) % cpus.len();
-        if ctx.place(task.gtid, cpus[self.next]) {
+        // Round robin over the CPUs the task may run on (its affinity).
+        let cpus: Vec<u32> = ctx.cpus().filter(|&c| task.may_run_on(c)).collect();
+        self.next = (self.next + 1) % cpus.len().max(1);
+        if cpus.get(self.next).is_some_and(|&c| ctx.place(task.gtid, c)) {
             ctx.count("placed", 1);
         }
         if task.is_runnable() {

@@ -122,6 +122,11 @@ fn flags_that_would_be_ignored_are_refused() {
     refused(&["--topology", vm.root().to_str().unwrap(), "--cpus", "4"], "--cpus 4");
     refused(&["--crash-at-ms", "100", "--duration-ms", "50"], "--crash-at-ms 100");
     refused(&["--upgrade-at-ms", "50", "--duration-ms", "50"], "--upgrade-at-ms 50");
+    // After the last task is done (the run stops there): the crash would silently not happen.
+    refused(&["--tasks", "20", "--crash-at-ms", "30000"], "--crash-at-ms 30000: every task was done");
+    refused(&["--tasks", "20", "--enclaves", "2", "--upgrade-at-ms", "30000"], "--upgrade-at-ms 30000");
+    let out = accepted(&["--tasks", "300", "--crash-at-ms", "5"]);
+    assert!(out.contains("crashed 1"), "{out}");
     refused(&["--mode", "realtime", "--agent-cost", "free"], "--agent-cost");
     refused(&["--enclaves", "2", "--cpus", "2"], "--cpus 2");
     refused(&["--enclaves", "2", "--topology", "/nonexistent-sysfs"], "/nonexistent-sysfs");
@@ -185,6 +190,14 @@ fn json_report_and_overflow_from_the_command_line() {
     assert_eq!(v["messages_dropped"], v["ring_overflows"]);
     assert_eq!(v["mode"], "deterministic");
     assert!(v.get("wall_ns").is_none());
+    // Two enclaves: one object per enclave, each with its own numbers.
+    let out = accepted(&["--json", "--enclaves", "2", "--cpus", "6", "--tasks", "50"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let e = v["enclaves"].as_array().unwrap();
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0]["name"], "centralized FIFO");
+    assert_eq!(e[1]["report"]["tasks_completed"], 50);
+    assert_eq!(e[0]["report"]["agent_cpus"], 1);
 }
 
 #[test]
@@ -195,7 +208,8 @@ fn trace_replay_and_bad_traces() {
     std::fs::write(&good, "arrival_ns,service_ns,cpus\n0,4000\n1000,9000,0-1\n2000,3000\n").unwrap();
     let out = accepted(&["--trace", good.to_str().unwrap(), "--cpus", "4"]);
     assert!(out.contains("3 of 3 completed"), "{out}");
-    refused(&["--trace", good.to_str().unwrap(), "--agent", "percpu"], "per-CPU");
+    let out = accepted(&["--trace", good.to_str().unwrap(), "--agent", "percpu", "--cpus", "4"]);
+    assert!(out.contains("3 of 3 completed"), "{out}");
     let bad = dir.join("bad.csv");
     std::fs::write(&bad, "0,4000\n10,x\n").unwrap();
     refused(&["--trace", bad.to_str().unwrap()], "line 2");

@@ -194,3 +194,18 @@ fn machine_runs_refuse_overlapping_or_empty_enclaves() {
     assert_eq!(r.unwrap_err(), ConfigError::EmptyEnclave(0));
     assert_eq!(sim::try_run_machine(vec![], 1, false).unwrap_err(), ConfigError::NoEnclaves);
 }
+
+#[test]
+fn example_agents_handle_departures_and_affinity() {
+    let w = Workload { depart_permille: 150, affinity_permille: 150, ..Workload::MIXED };
+    let cfg = Config { cpus: 5, tasks: 400, seed: 8, workload: w, ..Config::default() };
+    let c = central(&cfg);
+    let p = sim::try_run(&cfg, |e| percpu::PerCpuFifo::start(e, 4096)).unwrap();
+    for (name, r) in [("centralized", &c), ("percpu", &p)] {
+        assert_eq!(r.tasks_completed + r.tasks_departed, r.tasks_total, "{name}: {:?}", r.unfinished);
+        assert!(r.tasks_departed > 20, "{name}");
+        assert_eq!(r.invariant_violations, 0, "{name}");
+        assert_eq!(r.seqnum_violations, 0, "{name}");
+        assert_eq!(r.outcome(ghost_shm::abi::TxnOutcome::NotPermitted), 0, "{name}: commits respect affinity");
+    }
+}

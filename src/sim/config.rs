@@ -92,10 +92,14 @@ pub struct Competing {
 }
 
 /// What an agent's work costs in virtual time (deterministic mode). A step that consumes `m` messages and
-/// commits `t` transactions keeps the agent busy for `m × per_message_ns + t × per_txn_ns` (+ group costs, +
-/// `wakeup_ns` if it was sleeping): each commit takes effect (the task switches in) only once the work before
-/// it is done, and the agent's next step starts no earlier than the end of this one. So a centralized agent
-/// saturates at about `1 / (per_message_ns × messages per decision + per_txn_ns)` decisions per second.
+/// commits `t` transactions keeps the agent busy for `m × per_message_ns + t × per_txn_ns` (+ group costs):
+/// each commit takes effect (the task switches in) only once the work before it is done, and the agent's next
+/// step starts no earlier than the end of this one. A step that wakes a sleeping agent (one that had nothing
+/// to do) starts `wakeup_ns` late: that delays its decisions but does not occupy the agent. So a centralized
+/// agent saturates at about `1 / (per_message_ns × messages per decision + per_txn_ns)` decisions per second.
+///
+/// The enclave's agents are charged as one serial agent: exact for a centralized agent, pessimistic for
+/// per-CPU agents, whose message and commit work would overlap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentCost {
     /// Per message consumed, ns (counted as the messages produced for the agent since its last step).

@@ -194,6 +194,8 @@ struct Enc {
     in_step: bool,
     /// A `Busy` event is pending.
     busy_poll: bool,
+    /// The wake-up part of the step in progress (ns).
+    step_wake: u64,
     /// Messages produced since the agent's last step began (it consumes them in its next step).
     unread: u64,
     /// Virtual time the agent spent working (ns).
@@ -355,6 +357,7 @@ impl<'r> Kernel<'r> {
                 step_cost: 0,
                 in_step: false,
                 busy_poll: false,
+                step_wake: 0,
                 unread: 0,
                 agent_busy_ns: 0,
                 timer_count: 0,
@@ -429,6 +432,7 @@ impl<'r> Kernel<'r> {
         }
         let c = en.cfg.agent_cost;
         let wake = if now > en.busy_until { c.wakeup_ns } else { 0 };
+        en.step_wake = wake;
         en.step_cost = wake.saturating_add(en.unread.saturating_mul(c.per_message_ns));
         en.unread = 0;
         en.in_step = true;
@@ -441,8 +445,11 @@ impl<'r> Kernel<'r> {
         let now = st.now;
         let en = &mut st.encs[e];
         en.in_step = false;
-        en.busy_until = now.saturating_add(en.step_cost);
-        en.agent_busy_ns = en.agent_busy_ns.saturating_add(en.step_cost);
+        // The wake-up delays this step's decisions but is the kernel's time, not the agent's: it does not
+        // hold back the next step (per-CPU agents wake in parallel).
+        let work = en.step_cost.saturating_sub(en.step_wake);
+        en.busy_until = now.saturating_add(work);
+        en.agent_busy_ns = en.agent_busy_ns.saturating_add(work);
     }
 
     /// After enclave `e`'s agent ran: if tasks wait for idle CPUs, its loop runs again shortly.

@@ -1,28 +1,60 @@
 //! The simulated kernel (`sim` feature): develop and test ghOSt policies without a ghOSt kernel.
 //!
-//! A simulated enclave of N CPUs and M tasks, driven by a seeded workload (arrivals, run bursts with an
-//! exponential service-time distribution, blocking and wake-ups, yields, exits, optional CPU ticks). It uses
-//! only the crate's kernel-side code: [`Producer`](crate::queue::Producer)s for messages (routed through the
-//! default queue and [`associate`](crate::queue::associate)d queues), a status-word
-//! [`Writer`](crate::status::Writer) for status words and barriers, [`AgentBarrier`](crate::status::AgentBarrier)s
-//! for CPU messages and wake-ups, and [`CpuData`](crate::txn::CpuData) claim / validate / complete for
-//! transactions. Agents run on the public [`agent`](crate::agent) API, exactly as on a real kernel.
+//! A simulated machine of up to [`MAX_CPUS`](crate::txn::MAX_CPUS) CPUs cut into enclaves, driven by a seeded
+//! [`Workload`] (open-loop Poisson arrivals at a mean gap or at a target load, run bursts from a [`Service`]
+//! distribution — exponential, fixed, or the dispersive bimodal mix of [`Workload::DISPERSIVE`] — blocking and
+//! wake-ups, yields, exits, departures, affinity changes) or by a replayed [`Trace`]. It uses only the crate's
+//! kernel-side code: [`Producer`](crate::queue::Producer)s for messages (routed through the default queue and
+//! [`associate`](crate::queue::associate)d queues), status-word [`Writer`](crate::status::Writer)s for status
+//! words and barriers (several 65,534-word regions, as ghOSt's `sw_regions`),
+//! [`AgentBarrier`](crate::status::AgentBarrier)s for CPU messages and wake-ups, and
+//! [`CpuData`](crate::txn::CpuData) claim / validate / complete for transactions. Agents run on the public
+//! [`agent`](crate::agent) API, exactly as on a real kernel.
+//!
+//! Messages: every task message of ABI 91 the kernel writes to a ring (`TASK_NEW`, `WAKEUP`, `BLOCKED`,
+//! `YIELD`, `PREEMPT`, `DEAD`, `DEPARTED`, `AFFINITY_CHANGED`, `ON_CPU`) and the CPU messages `CPU_TICK`
+//! ([`Config::tick_ns`]), `CPU_TIMER_EXPIRED` ([`Config::timer_ns`]), `CPU_BUSY` / `CPU_AVAILABLE` /
+//! `CPU_NOT_IDLE` (competing non-ghOSt tasks, [`Config::competing`]) and `CPU_AGENT_BLOCKED` /
+//! `CPU_AGENT_WAKEUP` ([`Config::agent_runnability`]). `TASK_LATCH_FAILURE` is BPF-only in ABI 91 and never
+//! written to a ring, here as there. Commits outside a task's affinity fail with `NOT_PERMITTED`, commits to
+//! a CPU a competing task holds with `CPU_UNAVAIL`.
 //!
 //! Two modes:
-//! - **deterministic** ([`run`], [`run_machine`]) — virtual time, one thread; the kernel processes every event
-//!   due at an instant, then lets the agents of the enclaves concerned run (drain their queues, commit). The
-//!   same seed yields the identical event trace ([`Report::trace_hash`]).
-//! - **real time** ([`run_realtime`]) — wall-clock time; one kernel thread per simulated CPU drives the clock
-//!   and processes due events (burst ends, wake-ups, arrivals, ticks) under the kernel lock, while the agent
-//!   runs on its own thread over the same shared memory, as on a real machine.
+//! - **deterministic** ([`try_run`], [`try_run_machine`]) — virtual time, one thread; the kernel processes every
+//!   event due at an instant, then lets the agents of the enclaves concerned run (drain their queues, commit).
+//!   The agent's work costs virtual time ([`AgentCost`]): its decisions take effect when the work before them
+//!   is done, and a busy agent runs again only when it is free, so a slow policy saturates. The same seed
+//!   yields the identical event trace ([`Report::trace_hash`]) and the identical text report.
+//! - **real time** ([`try_run_realtime`]) — wall-clock time; kernel threads (at most the host's cores less one,
+//!   the simulated CPUs multiplexed onto them) drive the clock and process due events under the kernel lock,
+//!   while the agent runs on its own thread over the same shared memory, as on a real machine.
 //!
-//! Latching follows §5: a committed task runs on the target CPU at once, preempting the CPU's current task
-//! (which gets `TASK_PREEMPT`); `TASK_ON_CPU` is sent when the run flags ask for it.
+//! Every configuration is checked first ([`Config::validate`]): a bad one is a [`ConfigError`] naming the
+//! value, never a hang or a meaningless run.
 //!
-//! Crash resilience, as in ghOSt: when the agent dies (it panics, or [`Config::crash_at_ns`] kills it), the
-//! kernel fails its READY transactions with `NO_AGENT` and falls back to a default FIFO policy so tasks keep
-//! running; after [`Config::restart_after_ns`] a new agent attaches, rediscovers the tasks through the status
-//! words (§4.4) and takes over.
+//! Latching follows §5: a committed task runs on the target CPU (after the agent's work), preempting the
+//! CPU's current task (which gets `TASK_PREEMPT`); `TASK_ON_CPU` is sent when the run flags ask for it. A later
+//! commit of a task latched earlier in the same batch migrates it and drops the earlier latch (§5.4 step 7).
+//!
+//! Crash resilience, as in ghOSt: when the agent dies (it panics anywhere — start, step, counters — or
+//! [`Config::crash_at_ns`] kills it), the kernel fails its READY transactions with `NO_AGENT` and falls back to
+//! a default FIFO policy so tasks keep running; after [`Config::restart_after_ns`] a new agent attaches,
+//! rediscovers the tasks through the status words (§4.4) and takes over. Both modes.
+//!
+//! ```
+//! use ghost_shm::sim::{AgentCost, Config, Workload};
+//! // The ghOSt paper's dispersive RocksDB-like load at 80 % of 16 workers, with measured agent costs.
+//! let cfg = Config {
+//!     cpus: 17,
+//!     agent_cpus: 1,
+//!     tasks: 10_000,
+//!     workload: Workload { load_permille: 800, ..Workload::DISPERSIVE },
+//!     agent_cost: AgentCost::MEASURED_SPINNING,
+//!     ..Config::default()
+//! };
+//! assert!(cfg.validate().is_ok());
+//! assert_eq!(cfg.workload.offered_permille(16), 800);
+//! ```
 
 mod config;
 mod kernel;
@@ -87,7 +119,7 @@ pub struct Report {
     pub virtual_ns: u64,
     /// This enclave's time: until its last task exited or departed, else the whole run (ns).
     pub enclave_ns: u64,
-    /// Wall time the simulation took (ns). Not part of the deterministic report (its `Display` shows it
+    /// Wall time the simulation took (ns). Not part of the deterministic text report (its `Display` shows it
     /// only with `{:#}`).
     pub wall_ns: u64,
     /// CPUs that ran tasks.

@@ -355,5 +355,6 @@ impl Ctl {
     }
 }
 
-#[cfg(test)]
+// Files, memfds and ioctls: not under Miri (isolation refuses the system calls).
+#[cfg(all(test, not(miri)))]
 mod tests;
