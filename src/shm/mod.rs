@@ -195,7 +195,6 @@ pub const POLL_BACKOFF: u32 = 8;
 
 /// Implements [`SharedMemRead`] (`read`), [`SharedMem`] (`write_only`) or both (`write`) for a type by
 /// forwarding every call to an inner backend (`$s` names `self`).
-#[cfg(any(feature = "std", test))]
 macro_rules! forward_shared_mem {
     (read [$($gen:tt)*] $ty:ty, $s:ident => $inner:expr) => {
         // SAFETY: every call is forwarded unchanged to the inner region, which upholds the contract itself for
@@ -308,104 +307,18 @@ macro_rules! forward_shared_mem {
         }
     };
 }
-#[cfg(any(feature = "std", test))]
+#[cfg(any(feature = "std", test))] // used by the std backends (OwnedRegion, MappedRegion)
 pub(crate) use forward_shared_mem;
 
 // A shared reference or an `Arc` to a backend has the backend's capability, no more: `&ReadOnlyRegion` stays
 // read-only. (Separate impls per capability: a blanket `T: SharedMem` impl would overlap the `T: SharedMemRead`
 // one.)
-macro_rules! forward_pointer {
-    ($($ptr:ty),*) => {$(
-        // SAFETY: every call is forwarded unchanged to the pointee, which upholds the contract itself.
-        unsafe impl<T: SharedMemRead + ?Sized> SharedMemRead for $ptr {
-            #[inline(always)]
-            fn len(&self) -> usize {
-                (**self).len()
-            }
-            #[inline(always)]
-            unsafe fn load_u32_relaxed(&self, off: usize) -> u32 {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).load_u32_relaxed(off) }
-            }
-            #[inline(always)]
-            unsafe fn load_u64_relaxed(&self, off: usize) -> u64 {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).load_u64_relaxed(off) }
-            }
-            #[inline(always)]
-            unsafe fn read_data(&self, off: usize) -> u32 {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).read_data(off) }
-            }
-            #[inline(always)]
-            unsafe fn read_data_pair(&self, off: usize) -> [u32; 2] {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).read_data_pair(off) }
-            }
-            #[inline(always)]
-            fn fence(&self, order: Ordering) {
-                (**self).fence(order)
-            }
-            #[inline(always)]
-            fn spin_hint(&self) {
-                (**self).spin_hint()
-            }
-        }
-        // SAFETY: every call is forwarded unchanged to the pointee, which upholds the contract itself.
-        unsafe impl<T: SharedMem + ?Sized> SharedMem for $ptr {
-            #[inline(always)]
-            unsafe fn load_u32(&self, off: usize, order: Ordering) -> u32 {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).load_u32(off, order) }
-            }
-            #[inline(always)]
-            unsafe fn store_u32(&self, off: usize, val: u32, order: Ordering) {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).store_u32(off, val, order) }
-            }
-            #[inline(always)]
-            unsafe fn compare_exchange_u32(
-                &self,
-                off: usize,
-                current: u32,
-                new: u32,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<u32, u32> {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).compare_exchange_u32(off, current, new, success, failure) }
-            }
-            #[inline(always)]
-            unsafe fn fetch_add_u32(&self, off: usize, val: u32, order: Ordering) -> u32 {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).fetch_add_u32(off, val, order) }
-            }
-            #[inline(always)]
-            unsafe fn load_u64(&self, off: usize, order: Ordering) -> u64 {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).load_u64(off, order) }
-            }
-            #[inline(always)]
-            unsafe fn store_u64(&self, off: usize, val: u64, order: Ordering) {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).store_u64(off, val, order) }
-            }
-            #[inline(always)]
-            unsafe fn write_data(&self, off: usize, val: u32) {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).write_data(off, val) }
-            }
-            #[inline(always)]
-            unsafe fn write_data_pair(&self, off: usize, val: [u32; 2]) {
-                // SAFETY: same contract, forwarded.
-                unsafe { (**self).write_data_pair(off, val) }
-            }
-        }
-    )*};
-}
-forward_pointer!(&T);
+forward_shared_mem!(read [T: SharedMemRead + ?Sized] &T, s => (**s));
+forward_shared_mem!(write_only [T: SharedMem + ?Sized] &T, s => (**s));
 #[cfg(any(feature = "std", test))]
-forward_pointer!(std::sync::Arc<T>);
+forward_shared_mem!(read [T: SharedMemRead + ?Sized] std::sync::Arc<T>, s => (**s));
+#[cfg(any(feature = "std", test))]
+forward_shared_mem!(write_only [T: SharedMem + ?Sized] std::sync::Arc<T>, s => (**s));
 
 /// Why a pointer and length cannot be used as a [`RawRegion`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
