@@ -39,9 +39,6 @@ import os, re, subprocess, sys, time, shutil
 # mutant id (or site id: every mutant of it) -> where the argument is. Keep this list short: an ordering whose
 # survival has an airtight argument is better weakened in the source than allow-listed.
 ALLOW = {
-    # The failure ordering of the ownership CAS: `Err(cur == owner)` is a success for a second handle of the
-    # same owner; see the comment in AgentTxn::try_own.
-    "txn/agent.rs:try_own:Acquire#2=>Relaxed": "same-owner success path acquires (comment in AgentTxn::try_own)",
     # The state load of AgentTxn::open orders the kernel's snapshot loads of the previous transaction before
     # the stores of the next one: load buffering, which loom does not model; see the comment there.
     "txn/agent.rs:open:Acquire#2=>Relaxed": "load buffering, not modelled by loom (comment in AgentTxn::open)",
@@ -192,7 +189,9 @@ for f in filter(None, files):
     src, dst = os.path.join(repo, f), os.path.join(tree, f)
     if os.path.isfile(src):
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copy2(src, dst)
+        # A fresh mtime (copyfile, not copy2): cargo must never take the previous mutant's build for this one.
+        shutil.copyfile(src, dst)
+        shutil.copymode(src, dst)
 
 env = dict(os.environ, RUSTFLAGS="--cfg loom", CARGO_TARGET_DIR=target, CARGO_TERM_COLOR="never",
            LOOM_MAX_PREEMPTIONS=os.environ.get("LOOM_MAX_PREEMPTIONS", "2"))
@@ -247,7 +246,8 @@ def mutate(m):
     open(path, "w").write("\n".join(lines))
 
 def restore(m):
-    shutil.copy2(os.path.join(repo, m["file"]), os.path.join(tree, m["file"]))
+    # copyfile: a fresh mtime, so that the next build does not reuse this mutant's artifacts.
+    shutil.copyfile(os.path.join(repo, m["file"]), os.path.join(tree, m["file"]))
 
 t0 = time.time()
 print(f"ordering-mutants: {len(sel)} mutants at {len({m['site'] for m in sel})} sites; scratch tree {tree}",

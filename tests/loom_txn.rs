@@ -11,7 +11,9 @@
 //! stale read.
 #![cfg(loom)]
 
-use ghost_shm::abi::{CommitFlags, GhostTxn, Gtid, RunFlags, TxnOutcome, TxnState, GHOST_TXN_COMPLETE, GHOST_TXN_READY};
+use ghost_shm::abi::{
+    CommitFlags, GhostTxn, Gtid, RunFlags, TxnOutcome, TxnState, GHOST_TXN_COMPLETE, GHOST_TXN_READY,
+};
 use ghost_shm::shm::LoomRegion;
 use ghost_shm::txn::{self, sim::SimView, AbortResult, Busy, ClaimError, CommitPoint, CpuData, GroupFailure, Outcome};
 use loom::sync::Arc;
@@ -339,7 +341,10 @@ fn ioctl_claim_snapshot() {
                 Ok(c) => {
                     let s = *c.snapshot();
                     assert_eq!((s.gtid, s.agent_barrier, s.task_barrier), (TASK, 11, 22));
-                    assert_eq!((s.run_flags, s.commit_flags), (RunFlags::RTLA_ON_BLOCKED, CommitFlags::ALLOW_TASK_ONCPU));
+                    assert_eq!(
+                        (s.run_flags, s.commit_flags),
+                        (RunFlags::RTLA_ON_BLOCKED, CommitFlags::ALLOW_TASK_ONCPU)
+                    );
                     let _ = c.fail(TxnOutcome::NoAgent, &SimView::new(1));
                 }
                 Err(ClaimError::NotReady(_)) => {}
@@ -500,5 +505,39 @@ fn one_claim_in_flight_whatever_the_agent_writes() {
             let last = if n0 > n1 { TxnOutcome::NoAgent } else { TxnOutcome::CpuOffline };
             assert_eq!(cd.state(0).unwrap(), TxnState::Committed(last), "an earlier claim's outcome landed last");
         }
+    });
+}
+
+/// Two handles of one sync group (owner id 2) take over from a previous owner (id 1): the handle whose
+/// `try_own` finds its own id already there (taken by the other handle) also sees what the previous owner did
+/// before `disown` (fails if the failure ordering of the ownership CAS is weakened).
+#[test]
+fn same_owner_handles_see_the_previous_owner() {
+    use std::sync::atomic::Ordering::Relaxed;
+    loom::model(|| {
+        let cd = region(1);
+        let data = Arc::new(loom::sync::atomic::AtomicU32::new(0));
+        let mut a = cd.agent(0).unwrap();
+        a.try_own(1).unwrap();
+        let group = |check: bool| {
+            let (cd, data) = (cd.clone(), data.clone());
+            thread::spawn(move || {
+                let mut b = cd.agent(0).unwrap();
+                if !check {
+                    // One attempt: the other handle spins.
+                    let _ = b.try_own(2);
+                    return;
+                }
+                while b.try_own(2).is_err() {
+                    thread::yield_now();
+                }
+                assert_eq!(data.load(Relaxed), 5, "owned, but the previous owner's write is lost");
+            })
+        };
+        let (g0, g1) = (group(false), group(true));
+        data.store(5, Relaxed);
+        assert!(a.disown());
+        g0.join().unwrap();
+        g1.join().unwrap();
     });
 }

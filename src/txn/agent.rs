@@ -170,9 +170,8 @@ impl<'r, M: SharedMem> AgentTxn<'r, M> {
             // whoever reads this handle's id (another owner's `open`/`try_own`) only learns that it is taken.
             Ordering::Acquire,
             // Acquire on failure too: `Err(cur == owner)` below is a success (another handle of the same owner
-            // took it, e.g. after the kernel released it), and acquires like one. This ordering survives the
-            // ordering mutants (no model races two handles of one owner against a release); allow-listed in
-            // scripts/ordering-mutants.sh.
+            // took it, e.g. after the previous owner's release) and acquires like one, through the release
+            // sequence that the other handle's CAS continues.
             Ordering::Acquire,
         ) {
             Ok(_) => {
