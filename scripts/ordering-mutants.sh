@@ -32,6 +32,7 @@
 # mutant run, default 600), ORDMUT_DIR.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+command -v python3 >/dev/null 2>&1 || { echo "ordering-mutants: needs python3 (apt-get install python3)" >&2; exit 2; }
 exec python3 - "$repo" "$@" <<'PY'
 import os, re, subprocess, sys, time, shutil
 
@@ -53,8 +54,8 @@ def usage(msg=None):
     if msg:
         print(f"ordering-mutants: {msg}", file=sys.stderr)
     print("usage: ordering-mutants.sh [--list] [--file SUBSTR]... [--site ID]... [--time-limit SECONDS] "
-          "[--tests GLOB]", file=sys.stderr)
-    sys.exit(2)
+          "[--tests GLOB]", file=sys.stderr if msg else sys.stdout)
+    sys.exit(2 if msg else 0)
 
 opt_list, files_sel, sites_sel, time_limit, tests = False, [], [], None, None
 i = 0
@@ -161,6 +162,9 @@ if sites_sel:
     unknown = [s for s in sites_sel if not any(s in (m["id"], m["site"]) for m in mutants)]
     if unknown:
         usage(f"no such site or mutant: {', '.join(unknown)} (see --list)")
+
+if not sel:
+    usage(f"no mutant matches --file {' '.join(files_sel)}")
 
 def allowed(m):
     return ALLOW.get(m["id"]) or ALLOW.get(m["site"])
