@@ -8,6 +8,9 @@
 //! Relaxed, and every model here must then fail inside loom (each is `should_panic` under that cfg, so this
 //! command passes only if loom catches the weakened ordering in all of them):
 //! `RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" cargo test --release --test loom_queue -- weaken_`
+//!
+//! `scripts/ordering-mutants.sh` weakens every ordering of the protocols one at a time and checks that some
+//! model here fails on each (VERIFICATION.md, "Ordering mutants").
 #![cfg(loom)]
 
 use ghost_shm::abi::{self, Message, PayloadCpuTick, PayloadTaskDead};

@@ -11,6 +11,9 @@
 //! ```text
 //! RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_status -- weaken_
 //! ```
+//!
+//! `scripts/ordering-mutants.sh` weakens every ordering of the protocols one at a time and checks that some
+//! model here fails on each (VERIFICATION.md, "Ordering mutants").
 #![cfg(loom)]
 // loom runs its threads on one OS thread, so `loom::thread::spawn` needs no `Send`: a `LoomRegion` (not `Sync`)
 // is shared through a plain `Arc` (`SharedMem` is implemented for `Arc`, not `Rc`).

@@ -9,6 +9,9 @@
 //! The second command weakens the agent's Release of READY, the kernel's Release of the final state and of
 //! `sync_group_owner` to Relaxed; the models marked `should_panic` under `ghost_shm_weaken` must then find a
 //! stale read.
+//!
+//! `scripts/ordering-mutants.sh` weakens every ordering of the protocols one at a time and checks that some
+//! model here fails on each (VERIFICATION.md, "Ordering mutants").
 #![cfg(loom)]
 
 use ghost_shm::abi::{
