@@ -8,6 +8,9 @@
 //! Relaxed, and every model here must then fail inside loom (each is `should_panic` under that cfg, so this
 //! command passes only if loom catches the weakened ordering in all of them):
 //! `RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" cargo test --release --test loom_queue -- weaken_`
+//!
+//! `scripts/ordering-mutants.sh` weakens every ordering of the protocols one at a time and checks that some
+//! model here fails on each (VERIFICATION.md, "Ordering mutants").
 #![cfg(loom)]
 
 use ghost_shm::abi::{self, Message, PayloadCpuTick, PayloadTaskDead};
@@ -161,6 +164,48 @@ fn weaken_sleep_wake_handshake_loses_no_wakeup() {
             }
         };
         assert_eq!((got.seqnum, got.message), (4, tick(9)));
+        prod.join().unwrap();
+    });
+}
+
+/// Seeing an overflow count means seeing the messages published before the drop: 2 slots, a 2-slot message
+/// fills the ring, the next one is dropped and counted. An agent that reads the count while the producer runs
+/// (not after `join`) and sees the drop must find the first message (fails if the overflow counter's Release
+/// store or the consumer's Acquire load of it is weakened: the head load may then still see the empty ring).
+#[test]
+fn overflow_count_publishes_earlier_messages() {
+    loom::model(|| {
+        let r = Arc::new(queue_region(2));
+        let p = Producer::init(r.clone(), 2).unwrap();
+        let mut c = Consumer::attach(r.clone()).unwrap();
+        let prod = thread::spawn(move || {
+            p.produce(&tick(1), 1).unwrap();
+            assert_eq!(p.produce(&tick(2), 2), Err(ProduceError::Full));
+        });
+        if c.overflow() == 1 {
+            let d = c.pop().unwrap().expect("overflow seen, but not the message published before the drop");
+            assert_eq!((d.seqnum, d.message), (1, tick(1)));
+        }
+        prod.join().unwrap();
+    });
+}
+
+/// A consumer that attaches while the producer publishes (every other model attaches before the producer
+/// starts): whatever head it finds at attach time, the slots below it are visible, and both messages arrive
+/// intact and in order (fails if the Acquire load of head in `Consumer::attach` is weakened: the consumer then
+/// reads slots that loom sees racing with the producer's writes).
+#[test]
+fn consumer_attaches_while_producer_publishes() {
+    loom::model(|| {
+        let r = Arc::new(queue_region(4));
+        let p = Producer::init(r.clone(), 4).unwrap();
+        let prod = thread::spawn(move || {
+            p.produce(&tick(1), 1).unwrap();
+            p.produce(&tick(2), 2).unwrap();
+        });
+        let mut c = Consumer::attach(r).unwrap();
+        let got = consume(&mut c, 2);
+        assert_eq!(got, vec![(1, tick(1)), (2, tick(2))]);
         prod.join().unwrap();
     });
 }

@@ -11,13 +11,17 @@
 //! ```text
 //! RUSTFLAGS="--cfg loom --cfg ghost_shm_weaken" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_status -- weaken_
 //! ```
+//!
+//! `scripts/ordering-mutants.sh` weakens every ordering of the protocols one at a time and checks that some
+//! model here fails on each (VERIFICATION.md, "Ordering mutants").
 #![cfg(loom)]
 // loom runs its threads on one OS thread, so `loom::thread::spawn` needs no `Send`: a `LoomRegion` (not `Sync`)
 // is shared through a plain `Arc` (`SharedMem` is implemented for `Arc`, not `Rc`).
 #![allow(clippy::arc_with_non_send_sync)]
 
 use core::sync::atomic::Ordering;
-use ghost_shm::abi::{Gtid, SwFlags};
+use ghost_shm::abi::{self, Gtid, Message, PayloadCpuTick, SwFlags};
+use ghost_shm::queue::{Consumer, Producer};
 use ghost_shm::shm::LoomRegion;
 use ghost_shm::status::{loom_region, AgentBarrier, Barrier, Reader, Writer};
 use loom::sync::atomic::AtomicBool;
@@ -188,5 +192,85 @@ fn agent_barrier_locked_bump_vs_wake() {
         assert_eq!(s.barrier, Barrier(seq));
         assert!(s.is_agent());
         let _ = agent.retire();
+    });
+}
+
+/// Freeing a status word while the agent snapshots it: the word is live at barrier 1 before the agent starts,
+/// then dies (CANFREE, barrier 2) and is freed (zeroed). An accepted snapshot that says INUSE carries a live
+/// barrier and the owner's gtid: the zeroing never pairs a barrier of 0 (or a zeroed gtid) with live flags.
+#[test]
+fn freeing_a_word_never_pairs_zeros_with_live_flags() {
+    loom::model(|| {
+        let (w, r) = setup(1);
+        let mut word = w.alloc().unwrap().init(G, SwFlags::TASK_RUNNABLE);
+        word.bump_barrier();
+        let rd = Reader::attach(r).unwrap();
+        let agent = thread::spawn(move || {
+            if let Ok(s) = rd.snapshot_with(0, 3) {
+                if s.in_use() {
+                    assert!(s.barrier.0 >= 1 && s.gtid == G, "live flags with zeroed fields: {s:?}");
+                }
+            }
+        });
+        let (retired, ()) = word.die_then(|_| ());
+        w.reclaim(retired).unwrap();
+        agent.join().unwrap();
+    });
+}
+
+/// A word freed and handed to a new source while the agent reads it field by field: flags that show the new
+/// incarnation (INUSE, not CANFREE) come with its barrier (0), never the departed source's (1). Fails if the
+/// Acquire load of `Reader::flags` (or the Release INUSE publish) is weakened.
+#[test]
+fn inuse_flags_come_with_their_incarnation() {
+    loom::model(|| {
+        let (w, r) = setup(1);
+        let mut t1 = w.alloc().unwrap().init(Gtid(1), SwFlags::empty());
+        t1.bump_barrier();
+        let retired = t1.retire();
+        let rd = Reader::attach(r).unwrap();
+        let agent = thread::spawn(move || {
+            let f = rd.flags(0).unwrap();
+            if f.contains(SwFlags::INUSE) && !f.contains(SwFlags::CANFREE) {
+                assert_eq!(rd.barrier(0).unwrap(), Barrier(0), "the new word's flags with the old word's barrier");
+            }
+        });
+        w.reclaim(retired).unwrap();
+        let t2 = w.alloc().unwrap().init(Gtid(2), SwFlags::empty());
+        agent.join().unwrap();
+        let _ = t2.retire();
+    });
+}
+
+/// The ghOSt contract across a status word and a queue: the kernel bumps the barrier to b, then produces the
+/// message with seqnum b (twice). An agent that read barrier b and then drains the queue sees every message
+/// below b. Fails if the barrier's Release store, the Acquire load of `Reader::barrier` or the head publish is
+/// weakened.
+#[test]
+fn barrier_then_drain_sees_every_earlier_message() {
+    loom::model(|| {
+        let (w, r) = setup(1);
+        let backed = abi::QUEUE_SLOTS_OFFSET + 8 * 4;
+        let q = Arc::new(LoomRegion::sparse(abi::queue_mapsize(4), backed, &[0, 4, 8, 64, 68, 72], &[]));
+        let p = Producer::init(q.clone(), 4).unwrap();
+        let mut word = w.alloc().unwrap().init(G, SwFlags::empty());
+        let rd = Reader::attach(r).unwrap();
+        let mut c = Consumer::attach(q).unwrap();
+        let agent = thread::spawn(move || {
+            let b = rd.barrier(0).unwrap().0;
+            let mut seen = Vec::new();
+            while let Some(d) = c.pop().unwrap() {
+                seen.push(d.seqnum);
+            }
+            for s in 1..b {
+                assert!(seen.contains(&s), "read barrier {b}, then drained {seen:?}: message {s} missing");
+            }
+        });
+        for _ in 0..2 {
+            let tick = |seq| Message::CpuTick(PayloadCpuTick { cpu: seq as i32, is_agent: 0 });
+            word.bump_barrier_then(|seq| p.produce(&tick(seq), seq).unwrap());
+        }
+        agent.join().unwrap();
+        let _ = word.retire();
     });
 }

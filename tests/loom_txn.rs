@@ -9,11 +9,16 @@
 //! The second command weakens the agent's Release of READY, the kernel's Release of the final state and of
 //! `sync_group_owner` to Relaxed; the models marked `should_panic` under `ghost_shm_weaken` must then find a
 //! stale read.
+//!
+//! `scripts/ordering-mutants.sh` weakens every ordering of the protocols one at a time and checks that some
+//! model here fails on each (VERIFICATION.md, "Ordering mutants").
 #![cfg(loom)]
 
-use ghost_shm::abi::{CommitFlags, Gtid, RunFlags, TxnOutcome, TxnState};
+use ghost_shm::abi::{
+    CommitFlags, GhostTxn, Gtid, RunFlags, TxnOutcome, TxnState, GHOST_TXN_COMPLETE, GHOST_TXN_READY,
+};
 use ghost_shm::shm::LoomRegion;
-use ghost_shm::txn::{self, sim::SimView, AbortResult, ClaimError, CommitPoint, CpuData, GroupFailure, Outcome};
+use ghost_shm::txn::{self, sim::SimView, AbortResult, Busy, ClaimError, CommitPoint, CpuData, GroupFailure, Outcome};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -202,5 +207,340 @@ fn weaken_group_success_releases_owners() {
             assert_eq!(cd.state(c).unwrap(), TxnState::Committed(TxnOutcome::Complete));
         }
         assert!(k.join().unwrap().committed);
+    });
+}
+
+/// A transaction region that still holds an earlier enclave's words (a pending transaction, an owner,
+/// outcome fields), not yet initialised: `init_txn` runs concurrently with the readers of these models.
+fn leftover_region(ncpus: u32) -> Arc<CpuData<LoomRegion>> {
+    let cd = CpuData::with_stride(txn::loom_region(ncpus, STRIDE), ncpus, STRIDE).unwrap();
+    let mut junk = cd.read_raw(0).unwrap();
+    (junk.state, junk.cpu, junk.gtid, junk.commit_time, junk.cpu_seqnum, junk.sync_group_owner) =
+        (GHOST_TXN_READY, 7, 77, 999, 5, 3);
+    cd.write_raw(0, &junk).unwrap();
+    Arc::new(cd)
+}
+
+/// A transaction slot initialised while the agent reads it: once the agent sees the initialised state it sees
+/// the zeroed outcome fields and the released owner, never the leftovers (fails if `init_txn`'s Release of the
+/// state or the agent's Acquire in `last_outcome` is weakened).
+#[test]
+fn slot_initialised_while_agent_reads() {
+    loom::model(|| {
+        let cd = leftover_region(1);
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || cd.init_txn(0).unwrap())
+        };
+        let mut a = cd.agent(0).unwrap();
+        loop {
+            if let Some(o) = a.last_outcome().unwrap() {
+                assert_eq!(o, Outcome { outcome: TxnOutcome::Complete, commit_time: 0, cpu_seqnum: Some(0) });
+                break;
+            }
+            thread::yield_now();
+        }
+        assert!(a.open().is_ok());
+        k.join().unwrap();
+    });
+}
+
+/// As above, through `CpuData::read_raw` (tools, tests): a copy that shows the initialised state shows every
+/// other word initialised too (fails if `init_txn`'s Release or `read_raw`'s Acquire is weakened).
+#[test]
+fn slot_initialised_while_inspected() {
+    loom::model(|| {
+        let cd = leftover_region(1);
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || cd.init_txn(0).unwrap())
+        };
+        loop {
+            let t = cd.read_raw(0).unwrap();
+            if t.state != GHOST_TXN_READY {
+                let fields = (t.state, t.cpu, t.gtid, t.commit_time, t.cpu_seqnum, t.sync_group_owner);
+                assert_eq!(fields, (GHOST_TXN_COMPLETE, 0, 0, 0, 0, -1), "half-initialised slot");
+                break;
+            }
+            thread::yield_now();
+        }
+        k.join().unwrap();
+    });
+}
+
+/// An abort that loses the race to a claim reports the commit the kernel made: its real commit time and
+/// seqnum, which differ from the zeros of an unpublished outcome (fails if the abort CAS's failure Acquire,
+/// or the kernel's Release of the final state, is weakened).
+#[test]
+fn abort_losing_to_claim_reports_the_commit() {
+    loom::model(|| {
+        let cd = region(1);
+        let mut a = cd.agent(0).unwrap();
+        let p = a.open().unwrap().target(Gtid::AGENT).commit();
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || {
+                let v = SimView::new(1);
+                v.now.set(1234);
+                v.cpus[0].cpu_seqnum.set(41);
+                cd.claim(0, 0, CommitPoint::Ioctl).ok().map(|c| c.commit(&v))
+            })
+        };
+        let seen = match p.abort().unwrap() {
+            AbortResult::Aborted => None,
+            AbortResult::Committed(o) => Some(o),
+            AbortResult::Claimed(p) => Some(wait(&p)),
+        };
+        let kernel = k.join().unwrap();
+        match (seen, kernel) {
+            (None, None) => {}
+            (Some(o), Some(r)) => {
+                assert_eq!(o, Outcome { outcome: r.outcome, commit_time: r.commit_time, cpu_seqnum: r.cpu_seqnum });
+                assert_eq!((o.commit_time, o.cpu_seqnum), (1234, Some(42)));
+            }
+            (seen, kernel) => panic!("abort saw {seen:?}, the kernel committed {kernel:?}"),
+        }
+    });
+}
+
+/// Commit-point flags: a transaction that asks to be committed in the target's scheduler
+/// (`COMMIT_AT_SCHEDULE`) is never claimed at the greedy point, and `ready` reports its flags, whatever the
+/// interleaving (fails if the Acquire load of the state in `claim`'s commit-point check or in `ready` is
+/// weakened: the kernel then decides on the flags of the previous transaction).
+#[test]
+fn commit_point_flags_come_with_ready() {
+    loom::model(|| {
+        let cd = region(1);
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || {
+                if let Some(f) = cd.ready(0).unwrap() {
+                    assert_eq!(f, CommitFlags::COMMIT_AT_SCHEDULE, "READY seen with stale commit flags");
+                }
+                match cd.claim(0, 0, CommitPoint::Greedy) {
+                    Ok(c) => panic!("claimed at the greedy point: {:?}", c.snapshot()),
+                    Err(ClaimError::NotReady(_)) => {}
+                    Err(ClaimError::WrongCommitPoint(f)) => assert_eq!(f, CommitFlags::COMMIT_AT_SCHEDULE),
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        };
+        let mut a = cd.agent(0).unwrap();
+        let p = a.open().unwrap().target(TASK).commit_flags(CommitFlags::COMMIT_AT_SCHEDULE).commit();
+        k.join().unwrap();
+        assert_eq!(p.state(), TxnState::Ready);
+    });
+}
+
+/// The kernel side of a claim at the ioctl commit point (no earlier load of the state): its snapshot is exactly
+/// what the agent filled before READY (fails if the claim CAS's Acquire is weakened).
+#[test]
+fn ioctl_claim_snapshot() {
+    loom::model(|| {
+        let cd = region(1);
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || match cd.claim(0, 0, CommitPoint::Ioctl) {
+                Ok(c) => {
+                    let s = *c.snapshot();
+                    assert_eq!((s.gtid, s.agent_barrier, s.task_barrier), (TASK, 11, 22));
+                    assert_eq!(
+                        (s.run_flags, s.commit_flags),
+                        (RunFlags::RTLA_ON_BLOCKED, CommitFlags::ALLOW_TASK_ONCPU)
+                    );
+                    let _ = c.fail(TxnOutcome::NoAgent, &SimView::new(1));
+                }
+                Err(ClaimError::NotReady(_)) => {}
+                Err(e) => panic!("{e}"),
+            })
+        };
+        let mut a = cd.agent(0).unwrap();
+        let _p = a
+            .open()
+            .unwrap()
+            .target(TASK)
+            .agent_barrier(11)
+            .task_barrier(22)
+            .run_flags(RunFlags::RTLA_ON_BLOCKED)
+            .commit_flags(CommitFlags::ALLOW_TASK_ONCPU)
+            .commit();
+        k.join().unwrap();
+    });
+}
+
+/// A (possibly hostile) agent that writes the whole transaction with `write_raw`: the kernel's ioctl claim
+/// snapshots exactly the words written before the state (fails if `write_raw`'s Release is weakened).
+#[test]
+fn raw_write_vs_ioctl_claim_snapshot() {
+    loom::model(|| {
+        let cd = region(1);
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || match cd.claim(0, 0, CommitPoint::Ioctl) {
+                Ok(c) => {
+                    let s = *c.snapshot();
+                    assert_eq!((s.gtid, s.agent_barrier, s.task_barrier, s.version), (TASK, 11, 22, 0));
+                    let _ = c.fail(TxnOutcome::NoAgent, &SimView::new(1));
+                }
+                Err(ClaimError::NotReady(_)) => {}
+                Err(e) => panic!("{e}"),
+            })
+        };
+        let txn = GhostTxn {
+            state: GHOST_TXN_READY,
+            gtid: TASK.0,
+            agent_barrier: 11,
+            task_barrier: 22,
+            sync_group_owner: -1,
+            ..cd.read_raw(0).unwrap()
+        };
+        cd.write_raw(0, &txn).unwrap();
+        k.join().unwrap();
+    });
+}
+
+/// One agent thread's sync group commits; another agent thread, which does not own the transaction, opens it
+/// as soon as the group's owner is released: the owner's release publishes the final state, so `open` never
+/// reports the transaction still pending (fails if `open`'s Acquire load of the owner is weakened).
+#[test]
+fn open_after_group_release_sees_the_final_state() {
+    loom::model(|| {
+        let cd = region(1);
+        let mut a = cd.agent(0).unwrap();
+        a.try_own(1).unwrap();
+        let _p = a.open().unwrap().commit();
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || cd.commit_group(0, &mut [0b1], &SimView::new(1), |_| {}).unwrap())
+        };
+        let mut b = cd.agent(0).unwrap();
+        loop {
+            match b.open() {
+                Err(Busy::Owned(_)) => thread::yield_now(),
+                r => {
+                    assert!(r.is_ok(), "owner released, state not final: {:?}", r.err());
+                    break;
+                }
+            }
+        }
+        assert!(k.join().unwrap().committed);
+    });
+}
+
+/// As above, but the other agent thread takes ownership first (`try_own`): once it owns the transaction it
+/// can open it (fails if the Acquire of the ownership CAS is weakened).
+#[test]
+fn own_after_group_release_sees_the_final_state() {
+    loom::model(|| {
+        let cd = region(1);
+        let mut a = cd.agent(0).unwrap();
+        a.try_own(1).unwrap();
+        let _p = a.open().unwrap().commit();
+        let k = {
+            let cd = cd.clone();
+            thread::spawn(move || cd.commit_group(0, &mut [0b1], &SimView::new(1), |_| {}).unwrap())
+        };
+        let mut b = cd.agent(0).unwrap();
+        while b.try_own(2).is_err() {
+            thread::yield_now();
+        }
+        assert!(b.open().is_ok(), "owned after the group's release, but the state is not final");
+        assert!(k.join().unwrap().committed);
+    });
+}
+
+/// Sync-group ownership handed from one agent thread to another (`disown`, then `try_own`) orders what the
+/// first owner did before the hand-over before what the next owner does (fails if the Release of `disown`
+/// or the Acquire of `try_own` is weakened).
+#[test]
+fn ownership_hands_over_between_agent_threads() {
+    loom::model(|| {
+        let cd = region(1);
+        let data = Arc::new(loom::sync::atomic::AtomicU32::new(0));
+        let mut a = cd.agent(0).unwrap();
+        a.try_own(1).unwrap();
+        let other = {
+            let (cd, data) = (cd.clone(), data.clone());
+            thread::spawn(move || {
+                let mut b = cd.agent(0).unwrap();
+                while b.try_own(2).is_err() {
+                    thread::yield_now();
+                }
+                assert_eq!(data.load(core::sync::atomic::Ordering::Relaxed), 5, "the previous owner's write is lost");
+                assert!(b.disown());
+            })
+        };
+        data.store(5, core::sync::atomic::Ordering::Relaxed);
+        assert!(a.disown());
+        other.join().unwrap();
+    });
+}
+
+/// A hostile agent re-publishes READY while two kernel CPUs claim one transaction at the ioctl commit point:
+/// claims are serialised, so when both succeed, the final state is the outcome of the one that claimed second
+/// (the first one's final state cannot land over the second claim). Fails if the hold bit's Acquire
+/// (`cas_claim`) or Release (`release_hold`) is weakened.
+#[test]
+fn one_claim_in_flight_whatever_the_agent_writes() {
+    use loom::sync::atomic::AtomicU32;
+    use std::sync::atomic::Ordering::Relaxed;
+    loom::model(|| {
+        let cd = region(2);
+        let mut a = cd.agent(0).unwrap();
+        let _p = a.open().unwrap().commit();
+        // The order in which the claims succeeded (a Relaxed RMW: it orders nothing else).
+        let order = Arc::new(AtomicU32::new(0));
+        let kernel = |claimer: u32, outcome: TxnOutcome| {
+            let (cd, order) = (cd.clone(), order.clone());
+            thread::spawn(move || {
+                let c = cd.claim(claimer, 0, CommitPoint::Ioctl).ok()?;
+                let nth = order.fetch_add(1, Relaxed);
+                c.fail(outcome, &SimView::new(2)).unwrap();
+                Some(nth)
+            })
+        };
+        let k0 = kernel(0, TxnOutcome::NoAgent);
+        let k1 = kernel(1, TxnOutcome::CpuOffline);
+        let again = GhostTxn { state: GHOST_TXN_READY, ..cd.read_raw(0).unwrap() };
+        cd.write_raw(0, &again).unwrap();
+        let (n0, n1) = (k0.join().unwrap(), k1.join().unwrap());
+        if let (Some(n0), Some(n1)) = (n0, n1) {
+            let last = if n0 > n1 { TxnOutcome::NoAgent } else { TxnOutcome::CpuOffline };
+            assert_eq!(cd.state(0).unwrap(), TxnState::Committed(last), "an earlier claim's outcome landed last");
+        }
+    });
+}
+
+/// Two handles of one sync group (owner id 2) take over from a previous owner (id 1): the handle whose
+/// `try_own` finds its own id already there (taken by the other handle) also sees what the previous owner did
+/// before `disown` (fails if the failure ordering of the ownership CAS is weakened).
+#[test]
+fn same_owner_handles_see_the_previous_owner() {
+    use std::sync::atomic::Ordering::Relaxed;
+    loom::model(|| {
+        let cd = region(1);
+        let data = Arc::new(loom::sync::atomic::AtomicU32::new(0));
+        let mut a = cd.agent(0).unwrap();
+        a.try_own(1).unwrap();
+        let group = |check: bool| {
+            let (cd, data) = (cd.clone(), data.clone());
+            thread::spawn(move || {
+                let mut b = cd.agent(0).unwrap();
+                if !check {
+                    // One attempt: the other handle spins.
+                    let _ = b.try_own(2);
+                    return;
+                }
+                while b.try_own(2).is_err() {
+                    thread::yield_now();
+                }
+                assert_eq!(data.load(Relaxed), 5, "owned, but the previous owner's write is lost");
+            })
+        };
+        let (g0, g1) = (group(false), group(true));
+        data.store(5, Relaxed);
+        assert!(a.disown());
+        g0.join().unwrap();
+        g1.join().unwrap();
     });
 }

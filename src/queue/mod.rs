@@ -236,10 +236,14 @@ impl<M: SharedMem> Doorbell<M> {
 
     /// Whether the consumer is still marked as waiting (a sleeping consumer blocks while this is true).
     pub fn is_waiting(&self) -> bool {
-        // Acquire pairs with the producer's AcqRel CAS in `ring`: after waking, the consumer's re-check of
-        // head sees everything the producer published before ringing.
+        // Relaxed: a wake-up is a hint, never a publication. A consumer that wakes re-checks for messages,
+        // and if that check misses them it goes through `prepare_wait` again, whose store comes after the
+        // producer's CAS in the word's coherence order: so the producer's `fence(SeqCst)` (before its CAS)
+        // precedes the consumer's new fence in the SeqCst order, and the consumer's next load of head sees the
+        // published head (C++20 [atomics.order]: the fences' order follows coherence). An Acquire here would
+        // only save that extra round; the SeqCst fences carry the handshake.
         // SAFETY: `off` was checked in `new`.
-        unsafe { self.mem.load_u32(self.off, Ordering::Acquire) == DOORBELL_WAITING }
+        unsafe { self.mem.load_u32(self.off, Ordering::Relaxed) == DOORBELL_WAITING }
     }
 
     /// Producer, after publishing head: returns `true` if the consumer was waiting and must be woken.
@@ -255,7 +259,10 @@ impl<M: SharedMem> Doorbell<M> {
                         self.off,
                         DOORBELL_WAITING,
                         DOORBELL_IDLE,
-                        Ordering::AcqRel,
+                        // Relaxed: the CAS only elects one waker (its atomicity); it publishes nothing,
+                        // as the fence above and the consumer's re-check carry the handshake (see
+                        // `is_waiting`), and the producer reads nothing the consumer wrote.
+                        Ordering::Relaxed,
                         Ordering::Relaxed,
                     )
                     .is_ok()

@@ -1,5 +1,9 @@
 //! Queue routing on the kernel side: the enclave's default queue and per-task association
 //! (`GHOST_IOC_SET_DEFAULT_QUEUE`, `GHOST_IOC_ASSOC_QUEUE`; §4.4).
+//!
+//! The routing words hold queue ids, not pointers, and are accessed Relaxed: they order nothing else. The
+//! caller resolves an id in its own queue table under its own synchronisation (as the kernel does under the
+//! enclave lock), and that synchronisation orders a queue's creation before any message routed to it.
 
 use crate::abi::{GHOST_ASSOC_SF_ALREADY, GHOST_ASSOC_SF_BRAND_NEW};
 use crate::sync::{AtomicU32, Ordering};
@@ -30,14 +34,17 @@ impl Routing {
 
     /// Sets the default queue (`GHOST_IOC_SET_DEFAULT_QUEUE`). `QueueId(u32::MAX)` is reserved and clears it.
     pub fn set_default(&self, q: QueueId) {
-        // Release pairs with the Acquire in `default_queue`: the queue was initialised before it is routed to.
-        self.default.store(q.0, Ordering::Release);
+        // Relaxed: a routing word holds an id, never a pointer, and publishes nothing else. The queue the id
+        // names is found by the caller in its own table under its own synchronisation (the kernel's enclave
+        // lock; the simulated kernel's state mutex), which also orders the queue's creation before any use;
+        // coherence alone gives every reader this id or a later one.
+        self.default.store(q.0, Ordering::Relaxed);
     }
 
     /// The default queue.
     pub fn default_queue(&self) -> Option<QueueId> {
-        // Acquire pairs with the Release in `set_default`.
-        match self.default.load(Ordering::Acquire) {
+        // Relaxed: only the id is read (see `set_default`).
+        match self.default.load(Ordering::Relaxed) {
             NONE => None,
             q => Some(QueueId(q)),
         }
@@ -70,8 +77,9 @@ impl TaskQueue {
 
     /// The associated queue, if any.
     pub fn queue(&self) -> Option<QueueId> {
-        // Acquire pairs with the AcqRel swap in `associate`.
-        match self.q.load(Ordering::Acquire) {
+        // Relaxed: only the id is read; what it names is synchronised by the caller's queue table (see
+        // `Routing::set_default`).
+        match self.q.load(Ordering::Relaxed) {
             NONE => None,
             q => Some(QueueId(q)),
         }
@@ -79,7 +87,8 @@ impl TaskQueue {
 
     /// Drops the association (e.g. the queue was destroyed).
     pub fn clear(&self) {
-        self.q.store(NONE, Ordering::Release);
+        // Relaxed: see `Routing::set_default`.
+        self.q.store(NONE, Ordering::Relaxed);
     }
 }
 
@@ -149,8 +158,8 @@ pub fn associate(
     if caller_barrier != current_barrier {
         return Err(AssocError::Stale { current: current_barrier, given: caller_barrier });
     }
-    // AcqRel: Release pairs with the Acquire in `TaskQueue::queue` (the queue is set up before it is used);
-    // Acquire orders us after the previous association.
-    let prev = task.q.swap(queue.0, Ordering::AcqRel);
+    // Relaxed: the swap's atomicity alone makes `already` exact (it reads the association it replaces, in the
+    // word's modification order); the id publishes nothing (see `Routing::set_default`).
+    let prev = task.q.swap(queue.0, Ordering::Relaxed);
     Ok(AssocStatus { already: prev == queue.0, brand_new: task_new_pending })
 }

@@ -153,9 +153,10 @@ impl<'r, M: SharedMem> AgentTxn<'r, M> {
         self.owner
     }
 
-    /// Takes sync-group ownership: CAS `sync_group_owner` −1 → `owner` (AcqRel: the Acquire pairs with the
-    /// kernel's Release of −1 after a successful group, or with the previous owner's Release). Succeeds also
-    /// if `owner` already holds it. Do this before [`open`](AgentTxn::open).
+    /// Takes sync-group ownership: CAS `sync_group_owner` −1 → `owner` (Acquire: pairs with the kernel's
+    /// Release of −1 after a successful group, or with the previous owner's Release in
+    /// [`disown`](AgentTxn::disown), like taking a lock). Succeeds also if `owner` already holds it. Do this
+    /// before [`open`](AgentTxn::open).
     pub fn try_own(&mut self, owner: i32) -> Result<(), OwnError> {
         if owner < 0 {
             return Err(OwnError::InvalidOwner(owner));
@@ -165,7 +166,12 @@ impl<'r, M: SharedMem> AgentTxn<'r, M> {
             W32::Owner,
             NO_OWNER as u32,
             owner as u32,
-            Ordering::AcqRel,
+            // Acquire, not AcqRel: taking ownership publishes nothing. The kernel never reads the owner, and
+            // whoever reads this handle's id (another owner's `open`/`try_own`) only learns that it is taken.
+            Ordering::Acquire,
+            // Acquire on failure too: `Err(cur == owner)` below is a success (another handle of the same owner
+            // took it, e.g. after the previous owner's release) and acquires like one, through the release
+            // sequence that the other handle's CAS continues.
             Ordering::Acquire,
         ) {
             Ok(_) => {
@@ -213,9 +219,14 @@ impl<'r, M: SharedMem> AgentTxn<'r, M> {
         }
     }
 
-    /// The current state (Acquire, pairing with the kernel's Release of the final state).
+    /// The current state (Relaxed: an observation. Everything that reads what a state publishes, such as
+    /// [`last_outcome`](AgentTxn::last_outcome), [`open`](AgentTxn::open) and `abort`, loads the state again
+    /// with Acquire).
     pub fn state(&self) -> TxnState {
-        TxnState::from_raw(self.region.load32(self.slot, W32::State, Ordering::Acquire) as i32)
+        // Relaxed: read-read coherence makes every later Acquire load of the state (in `last_outcome`, `open`,
+        // `abort`) read this store or a later one, and every store of the state is a Release store or an RMW in
+        // the release sequence of one; so that load synchronises by itself and nothing needs this one to.
+        TxnState::from_raw(self.region.load32(self.slot, W32::State, Ordering::Relaxed) as i32)
     }
 
     /// The outcome of the last transaction if it is final, `Ok(None)` while it is READY or claimed.
@@ -234,7 +245,10 @@ impl<'r, M: SharedMem> AgentTxn<'r, M> {
             return Err(Busy::Owned(owner));
         }
         // Acquire: pairs with the kernel's Release of the final state (and `init_txn`'s), so the kernel's reads
-        // of the previous transaction happen before the stores that fill the next one.
+        // of the previous transaction happen before the stores that fill the next one. Without it, the kernel's
+        // snapshot loads could read the next transaction's fields (load buffering: C++ allows it, ARMv8 does
+        // not forbid it). loom does not model load buffering, so this ordering survives the ordering mutants;
+        // allow-listed in scripts/ordering-mutants.sh by this argument.
         let raw = self.region.load32(self.slot, W32::State, Ordering::Acquire) as i32;
         if raw >= 0 {
             return Err(Busy::Pending(TxnState::from_raw(raw)));
@@ -367,7 +381,7 @@ impl<'t, 'r, M: SharedMem> PendingTxn<'t, 'r, M> {
         }
     }
 
-    /// Aborts the transaction if no kernel CPU has claimed it: CAS READY → ABORTED (Release on success,
+    /// Aborts the transaction if no kernel CPU has claimed it: CAS READY → ABORTED (Relaxed on success,
     /// Acquire on failure, pairing with the kernel's Release of a final state). If the abort wins and this
     /// handle owns the sync group, ownership is released (§5.1).
     pub fn abort(self) -> Result<AbortResult<'t, 'r, M>, Corrupt> {
@@ -377,7 +391,12 @@ impl<'t, 'r, M: SharedMem> PendingTxn<'t, 'r, M> {
             W32::State,
             GHOST_TXN_READY as u32,
             GHOST_TXN_ABORTED as u32,
-            Ordering::Release,
+            // Relaxed on success: ABORTED publishes nothing new. The kernel that reads it claims nothing and
+            // reads no field; and as an RMW this CAS continues the release sequence of our READY store, so an
+            // agent thread that acquires ABORTED still synchronises with everything written before READY.
+            Ordering::Relaxed,
+            // Acquire on failure: pairs with the kernel's Release of the final state, whose outcome fields
+            // `decode` reads next.
             Ordering::Acquire,
         ) {
             Ok(_) => {

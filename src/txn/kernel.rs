@@ -422,9 +422,11 @@ impl<M: SharedMem> CpuData<M> {
         let Some(held) = self.held.get(target as usize / 64) else {
             return Err(TxnState::Invalid(target as i32));
         };
-        // AcqRel: Acquire pairs with the Release clear in `ClaimedTxn`'s Drop (the previous claim is finished);
-        // at most one claim of a CPU's transaction is in flight, whatever the agent writes into `state`.
-        if held.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+        // Acquire: pairs with the Release clear in `ClaimedTxn`'s Drop (the previous claim is finished, its final
+        // state store happens before our claim CAS, so it cannot land over our claim even if a hostile agent
+        // re-published READY meanwhile); at most one claim of a CPU's transaction is in flight, whatever the
+        // agent writes into `state`. Not AcqRel: nothing before a claim needs publishing to the next claimer.
+        if held.fetch_or(bit, Ordering::Acquire) & bit != 0 {
             return Err(TxnState::from_raw(self.load32(slot, W32::State, Ordering::Relaxed) as i32));
         }
         // Acquire: pairs with the agent's Release store of READY in `OpenTxn::commit`, so the snapshot taken

@@ -402,10 +402,14 @@ impl<M: SharedMem> CpuData<M> {
         Ok(())
     }
 
-    /// The decoded `state` of `cpu`'s transaction (Acquire, pairing with the Release stores of the state).
+    /// The decoded `state` of `cpu`'s transaction (Relaxed: an observation; [`read_raw`](CpuData::read_raw)
+    /// and the agent's and kernel's handles load the state again with Acquire before reading what it
+    /// publishes).
     pub fn state(&self, cpu: u32) -> Result<crate::abi::TxnState, BadCpu> {
         let s = self.slot(cpu)?;
-        Ok(crate::abi::TxnState::from_raw(self.load32(s, W32::State, Ordering::Acquire) as i32))
+        // Relaxed: as in `AgentTxn::state`, a later Acquire load of the state reads this store or a later one
+        // (coherence), each a Release store or in the release sequence of one, and synchronises by itself.
+        Ok(crate::abi::TxnState::from_raw(self.load32(s, W32::State, Ordering::Relaxed) as i32))
     }
 
     /// The current `sync_group_owner` of `cpu`'s transaction (Acquire, pairing with the kernel's Release of −1
