@@ -1029,6 +1029,7 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
     pub fn run_threads<B>(&mut self, enclave: &Enclave<B>, quantum: Duration, nap: Duration) -> Result<(), AgentError>
     where
         B: Backend<Region = M> + Sync,
+        B::StatusRegion: Send + Sync,
         M: Send + Sync,
         P: Send,
     {
@@ -1154,6 +1155,7 @@ mod sim_agent {
     impl<B: Backend + Sync, P: Policy + Send> Agent<B> for PerCpuThreads<P, B::Region>
     where
         B::Region: Send + Sync,
+        B::StatusRegion: Send + Sync,
     {
         fn step(&mut self, enclave: &Enclave<B>) -> Result<(), AgentError> {
             self.inner.run_threads(enclave, self.quantum, self.nap)
