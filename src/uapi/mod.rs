@@ -11,7 +11,10 @@
 //! Every failure is a [`UapiError`] carrying the operation and the `errno`, with the reading the reference agent
 //! gives it ([`UapiError::is_transient`] for `EBUSY` during a hand-off, [`UapiError::agent_error`] for the rest).
 
+pub mod backend;
 pub mod ghostfs;
+
+pub use backend::{ModuleFiles, OpenError, UapiBackend};
 
 use crate::abi::{
     GhostAgentWakeup, GhostIocAssocQueue, GhostIocCommitTxn, GhostIocConfigQueueWakeup, GhostIocCreateQueue,
