@@ -1109,7 +1109,10 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
 /// real-time simulator, each step runs the threads for one quantum.
 pub struct PerCpuThreads<P, M: SharedMem> {
     inner: PerCpu<P, M>,
+    // Read by the simulator's `Agent` impl only (a `std` build without `sim`, e.g. ffi/agent, never steps it).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     quantum: Duration,
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     nap: Duration,
 }
 
