@@ -14,6 +14,8 @@
 //! The agent runs in a child process (this test binary again, `agent_process` with `GHOST_SMOKE_AGENT` set):
 //! `destroy` SIGKILLs an enclave's agents, which must not take the test down with them.
 
+#![cfg(not(miri))] // ghostfs, processes, mmap: not supported by Miri
+
 #[path = "../examples/fifo_percpu.rs"]
 mod fifo_percpu;
 

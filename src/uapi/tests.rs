@@ -45,6 +45,7 @@ impl Drop for FakeTree {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn top_level_versions_and_enclave_creation() {
     let t = FakeTree::new("top");
     let fs = t.fs();
@@ -62,6 +63,7 @@ fn top_level_versions_and_enclave_creation() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn enclave_files() {
     let t = FakeTree::new("enclave");
     let e = t.fs().enclave(1);
@@ -142,6 +144,7 @@ fn errors_say_what_to_do() {
 /// Every ioctl on a file that is no ghOSt `ctl` is refused by the kernel (`ENOTTY`), reported with the
 /// operation's name; arguments this side can check are refused before the call.
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn ioctls_on_a_plain_file_are_typed_errors() {
     let t = FakeTree::new("ioctl");
     let ctl = t.fs().enclave(1).open_ctl().unwrap();
@@ -213,6 +216,7 @@ fn fake_module(name: &str, stats: &str) -> (FakeTree, ModuleFiles) {
 const MODULE_STATS: &str = "enclave 1\ncpus 2\nsw_region_bytes 131072\ncpu_data_bytes 8192\ntasks 0\nqueue 0 nelems 64 produced 1 overflow 0\n";
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn module_backend_attaches_and_maps_errors() {
     use crate::agent::{Backend, Enclave};
     let (t, files) = fake_module("module", MODULE_STATS);
@@ -239,6 +243,7 @@ fn module_backend_attaches_and_maps_errors() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn module_backend_refuses_bad_stats_and_sizes() {
     let bad = |stats: &str| {
         let (_t, files) = fake_module("module-bad", stats);
@@ -267,6 +272,7 @@ fn fake_ghostfs(name: &str, ncpus: u64) -> FakeTree {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn ghostfs_backend_brings_up_like_the_reference_agent() {
     use crate::agent::{Backend, Enclave};
     let t = fake_ghostfs("gfs", 16);
@@ -290,6 +296,7 @@ fn ghostfs_backend_brings_up_like_the_reference_agent() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn ghostfs_backend_refuses_another_abi_and_missing_regions() {
     let t = fake_ghostfs("gfs-abi", 4);
     std::fs::write(t.0.join("enclave_1/abi_version"), "90\n").unwrap();
@@ -304,4 +311,15 @@ fn ghostfs_backend_refuses_another_abi_and_missing_regions() {
     assert!(matches!(e, OpenError::Map { region: "cpu_data", error: MapError::BadLength(4196) }), "{e:?}");
     let e = UapiBackend::ghostfs(&t.fs().enclave(9), 0).unwrap_err();
     assert!(e.to_string().contains("enclave_9/abi_version"), "{e}");
+}
+
+#[test]
+fn module_stats_give_the_layout() {
+    let l = super::backend::parse_module_layout(MODULE_STATS).unwrap();
+    assert_eq!((l.cpus, l.sw_region_bytes, l.cpu_data_bytes), (2, 131072, 8192));
+    // `cpus` is not the prefix of another key's line (`cpus_x 9` does not count).
+    let l = super::backend::parse_module_layout("cpus_x 9\ncpus 1\nsw_region_bytes 4096\ncpu_data_bytes 4096\n");
+    assert_eq!(l.unwrap().cpus, 1);
+    let e = super::backend::parse_module_layout("cpus 1\ncpu_data_bytes 4096\n").unwrap_err();
+    assert!(e.to_string().contains("no 'sw_region_bytes' line"), "{e}");
 }
