@@ -118,6 +118,8 @@ fn smoke_on_a_ghost_kernel() {
     // Destroy: the agent is SIGKILLed, the spinner goes back to CFS.
     let ctl = enclave.open_ctl().expect("ctl");
     enclave.command(&ctl, ghost_shm::uapi::ghostfs::CtlCommand::Destroy).expect("destroy");
+    // An agent that never became one (and so was not killed by destroy) must not hang the test.
+    let _ = agent.kill();
     let agent_status = agent.wait().expect("agent exit");
     let policy_out = sched_policy(tid);
     stop.store(true, Ordering::Relaxed);
