@@ -80,8 +80,14 @@ enum GsaTxnOutcome
   GSA_TXN_OUTCOME_TARGET_NOT_FOUND = 2,
   // `GHOST_TXN_AGENT_STALE`: the agent's queue got a message: drain, retry.
   GSA_TXN_OUTCOME_AGENT_STALE = 3,
-  // Any other refusal (not runnable, CPU unavailable, invalid, ...).
+  // Any other refusal (invalid target, no agent, not permitted, ...).
   GSA_TXN_OUTCOME_OTHER = 4,
+  // `GHOST_TXN_TARGET_ONCPU`: the task runs on a CPU right now.
+  GSA_TXN_OUTCOME_TARGET_ON_CPU = 5,
+  // `GHOST_TXN_TARGET_NOT_RUNNABLE`: the task is not runnable (a message saying so is on its way).
+  GSA_TXN_OUTCOME_TARGET_NOT_RUNNABLE = 6,
+  // `GHOST_TXN_CPU_UNAVAIL`: a higher scheduling class holds the CPU.
+  GSA_TXN_OUTCOME_CPU_UNAVAIL = 7,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum GsaTxnOutcome GsaTxnOutcome;

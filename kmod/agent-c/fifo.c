@@ -249,6 +249,7 @@ int main(int argc, char **argv)
 	}
 
 	unsigned long dispatched = 0, stale = 0, gone = 0, refused = 0, steps = 0, overflows = 0;
+	unsigned long by_outcome[8] = { 0 };
 	double start = now_s(), deadline = 0;
 	int drained = 0;
 	for (;;) {
@@ -280,6 +281,8 @@ int main(int argc, char **argv)
 				gone++;
 			} else {
 				refused++; /* e.g. no longer runnable: queued again only if it still is */
+				if (outcome >= 0 && outcome < 8)
+					by_outcome[outcome]++;
 				if (t->runnable)
 					enqueue(t);
 			}
@@ -306,8 +309,12 @@ int main(int argc, char **argv)
 	snprintf(d, sizeof(d), "%lu consumed, %lu seqnum violations, %lu for unknown tasks, %lu lost to overflow",
 		 messages, seq_violations, unknown, overflows);
 	check("messages", messages > 0 && seq_violations == 0 && unknown == 0 && overflows == 0, d);
-	snprintf(d, sizeof(d), "%lu dispatched (%lu stale retried, %lu gone, %lu refused)", dispatched, stale, gone,
-		 refused);
+	snprintf(d, sizeof(d),
+		 "%lu dispatched (%lu stale retried, %lu gone, %lu refused: %lu on cpu, %lu not runnable, %lu cpu "
+		 "unavailable, %lu agent stale, %lu other)",
+		 dispatched, stale, gone, refused, by_outcome[GSA_TXN_OUTCOME_TARGET_ON_CPU],
+		 by_outcome[GSA_TXN_OUTCOME_TARGET_NOT_RUNNABLE], by_outcome[GSA_TXN_OUTCOME_CPU_UNAVAIL],
+		 by_outcome[GSA_TXN_OUTCOME_AGENT_STALE], by_outcome[GSA_TXN_OUTCOME_OTHER]);
 	check("dispatched", dispatched >= (unsigned long)nthreads, d);
 	long placed = 0, joined = 0;
 	for (long i = 0; i < nthreads; i++) {

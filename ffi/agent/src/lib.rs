@@ -92,8 +92,14 @@ pub enum GsaTxnOutcome {
     TargetNotFound = 2,
     /// `GHOST_TXN_AGENT_STALE`: the agent's queue got a message: drain, retry.
     AgentStale = 3,
-    /// Any other refusal (not runnable, CPU unavailable, invalid, ...).
+    /// Any other refusal (invalid target, no agent, not permitted, ...).
     Other = 4,
+    /// `GHOST_TXN_TARGET_ONCPU`: the task runs on a CPU right now.
+    TargetOnCpu = 5,
+    /// `GHOST_TXN_TARGET_NOT_RUNNABLE`: the task is not runnable (a message saying so is on its way).
+    TargetNotRunnable = 6,
+    /// `GHOST_TXN_CPU_UNAVAIL`: a higher scheduling class holds the CPU.
+    CpuUnavail = 7,
 }
 
 impl From<TxnOutcome> for GsaTxnOutcome {
@@ -103,6 +109,9 @@ impl From<TxnOutcome> for GsaTxnOutcome {
             TxnOutcome::TargetStale => GsaTxnOutcome::TargetStale,
             TxnOutcome::TargetNotFound => GsaTxnOutcome::TargetNotFound,
             TxnOutcome::AgentStale => GsaTxnOutcome::AgentStale,
+            TxnOutcome::TargetOnCpu => GsaTxnOutcome::TargetOnCpu,
+            TxnOutcome::TargetNotRunnable => GsaTxnOutcome::TargetNotRunnable,
+            TxnOutcome::CpuUnavail => GsaTxnOutcome::CpuUnavail,
             _ => GsaTxnOutcome::Other,
         }
     }
@@ -524,7 +533,8 @@ mod tests {
         );
         assert_eq!(GsaTxnOutcome::from(TxnOutcome::Complete), GsaTxnOutcome::Complete);
         assert_eq!(GsaTxnOutcome::from(TxnOutcome::TargetStale), GsaTxnOutcome::TargetStale);
-        assert_eq!(GsaTxnOutcome::from(TxnOutcome::CpuUnavail), GsaTxnOutcome::Other);
+        assert_eq!(GsaTxnOutcome::from(TxnOutcome::CpuUnavail), GsaTxnOutcome::CpuUnavail);
+        assert_eq!(GsaTxnOutcome::from(TxnOutcome::InvalidTarget), GsaTxnOutcome::Other);
     }
 
     #[test]

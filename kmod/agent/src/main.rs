@@ -38,7 +38,7 @@ use ghost_shm::queue::Consumer;
 use ghost_shm::status::Reader;
 use ghost_shm::topology::CpuSet;
 use ghost_shm::txn::CpuData;
-use ghost_shm::uapi::Ctl;
+use ghost_shm::uapi::{Ctl, RunRequest};
 
 use sys::Mapping;
 
@@ -513,6 +513,22 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         t.stale_probes > 0 && t.stale_refused == t.stale_probes,
         format!("{} of {} deliberately stale txns got TARGET_STALE", t.stale_refused, t.stale_probes),
     );
+    // The ioctls the module does not implement (RUN, GET_CPU_TIME, TIMERFD_SETTIME: ghOSt-only) come back
+    // through `uapi::Ctl` as typed errors naming the operation, with ENOTTY.
+    let unimplemented = [
+        ctl.run(RunRequest::Ping { cpu: 0 }).err(),
+        ctl.cpu_time(Gtid(0)).err(),
+        ctl.timerfd_settime(ctl.fd(), 0, &rustix_zero_itimerspec(), None).err(),
+    ];
+    let names: Vec<String> = unimplemented.iter().map(|e| format!("{e:?}")).collect();
+    ck.check(
+        "ghost_only_ioctls_typed_enotty",
+        unimplemented
+            .iter()
+            .zip(["GHOST_IOC_RUN", "GHOST_IOC_GET_CPU_TIME", "GHOST_IOC_TIMERFD_SETTIME"])
+            .all(|(e, op)| e.is_some_and(|e| e.op == op && e.errno.raw_os_error() == libc::ENOTTY)),
+        format!("{names:?}"),
+    );
     let fake = commit(&ctl, &txns, 0, (999_999i64 << 41) | 1, 1);
     ck.check("unknown_gtid_refused", fake == Some(TxnOutcome::TargetNotFound), format!("{fake:?}"));
     ck.check(
@@ -590,6 +606,12 @@ fn child_touch(p: *const u8) -> Option<i32> {
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status))
+}
+
+/// A disarmed timer value (`it_value` 0).
+fn rustix_zero_itimerspec() -> rustix::time::Itimerspec {
+    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+    rustix::time::Itimerspec { it_interval: zero, it_value: zero }
 }
 
 /// Commits "run `gtid` on `cpu`, task barrier `barrier`" on `cpu`'s transaction and returns its outcome
