@@ -18,6 +18,49 @@
 //!
 //! The module's semantics differ from ghOSt's (a committed transaction *places* the task, CFS runs it; no agent
 //! status words; queue wake-ups wake nobody: agents poll); see the README.
+//!
+//! A policy written for the simulator runs here unchanged (this is what the qemu test's `fifo` agent does, with
+//! `examples/fifo_centralized.rs`); without the module the example only reports why it cannot attach:
+//!
+//! ```
+//! use ghost_shm::agent::{Backend, Enclave};
+//! use ghost_shm::framework::{Centralized, Ctx, Options, Policy, RunQueue, Task};
+//! use ghost_shm::topology::CpuSet;
+//! use ghost_shm::uapi::{ModuleFiles, UapiBackend};
+//!
+//! #[derive(Default)]
+//! struct Fifo(RunQueue);
+//! impl Policy for Fifo {
+//!     fn name(&self) -> &'static str {
+//!         "fifo"
+//!     }
+//!     fn task_runnable(&mut self, _: &mut Ctx<'_>, task: &Task) {
+//!         self.0.push_back(task.gtid);
+//!     }
+//!     fn schedule(&mut self, ctx: &mut Ctx<'_>) {
+//!         for cpu in ctx.idle_cpus() {
+//!             if !self.0.is_empty() {
+//!                 ctx.run_next(cpu, &mut self.0);
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! match UapiBackend::module(&ModuleFiles::default()) {
+//!     Ok(backend) => {
+//!         // The last CPU is the agent's: it leaves the worker CPUs, and the agent thread is pinned there.
+//!         let agent_cpu = backend.ncpus() - 1;
+//!         let backend = backend.with_agent_cpus(&CpuSet::from_cpus([agent_cpu as usize]).unwrap());
+//!         backend.become_agent(agent_cpu, None, 1).unwrap();
+//!         let enclave = Enclave::attach(backend).unwrap();
+//!         let mut agent = Centralized::start(&enclave, Fifo::default(), Options::default()).unwrap();
+//!         for _ in 0..10 {
+//!             agent.step(&enclave).unwrap();
+//!         }
+//!     }
+//!     Err(e) => println!("no ghost-shm module here: {e}"),
+//! }
+//! ```
 
 use super::ghostfs::{gtid_of, CtlCommand, EnclaveDir, GhostfsError};
 use super::{Ctl, QueueFd, UapiError};

@@ -4,7 +4,8 @@
 //! One layer serves two kernels: a real ghOSt kernel, whose enclave `ctl` lives in ghostfs
 //! (`/sys/fs/ghost/enclave_<id>/ctl`, see [`ghostfs`]), and this crate's Linux kernel module (`kmod/`), whose
 //! misc device speaks the same ioctls with the same numbers and argument structs. Only how the enclave is found
-//! and configured differs; everything here is shared.
+//! and configured differs; everything here is shared. [`UapiBackend`] puts it under the agent framework: the
+//! [`agent::Backend`](crate::agent::Backend) of a real kernel, next to the simulator's.
 //!
 //! Every ioctl number and argument struct comes from [`crate::abi`] (`GHOST_IOC_*`, `GhostIoc*`), where each is
 //! checked at compile time and in `tests/abi_layout.rs` against the values measured from the ABI 91 header.
