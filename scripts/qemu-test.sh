@@ -6,10 +6,13 @@
 # Rust object + kmod/ghost_shm.ko and the static agent, packs a busybox initramfs, boots it with
 # `qemu-system-x86_64 -accel tcg -smp 2`, and inside the VM:
 #   insmod -> agent `test` (placement policy + workload; it checks seqnums, barriers, produced == consumed +
-#   overflow, placements seen by sched_getcpu(), stale transactions refused, mmap rules) -> hostile agent
+#   overflow, placements seen by sched_getcpu(), stale transactions refused, mmap rules) -> agent `fifo` (the
+#   examples' centralized FIFO policy on the framework, through uapi::UapiBackend: messages without seqnum
+#   violations, every thread dispatched and placed on a worker CPU, every task gone at the end) -> the C FIFO
+#   agent (kmod/agent-c/fifo.c on ffi/agent's C ABI; the same checks) -> hostile agent
 #   (garbage everywhere, unmap/close midway), once killed with SIGKILL midway and once to completion ->
 #   rmmod.
-# On the host it then fails unless: the agent printed RESULT PASS with exit 0, the hostile runs happened, the
+# On the host it then fails unless: the agents printed RESULT PASS, RESULT_FIFO PASS and RESULT_C_FIFO PASS with exit 0, the hostile runs happened, the
 # guest's kernel log has no BUG / WARNING / Oops / general protection / lockdep report / RCU stall / soft lockup,
 # and rmmod succeeded.
 #
@@ -63,6 +66,10 @@ agent="$root/target/x86_64-unknown-linux-musl/release/ghost-shm-kmod-agent"
 file -b "$agent" 2>/dev/null | grep -q 'static' || ldd "$agent" 2>&1 | grep -q 'not a dynamic' \
   || die "$agent is not statically linked"
 
+step "C agent (ffi/agent + kmod/agent-c/fifo.c, static)"
+cagent="$root/target/c-agent/ghost-shm-c-fifo"
+bash "$root/ffi/agent/build.sh" "$cagent"
+
 step "initramfs"
 rm -rf "$out/rootfs"; mkdir -p "$out/rootfs"/{bin,dev,proc,sys,tmp}
 cp /bin/busybox "$out/rootfs/bin/busybox"
@@ -71,6 +78,7 @@ for a in sh mount insmod rmmod lsmod dmesg poweroff cat grep echo sleep kill syn
 done
 cp "$ko" "$out/rootfs/ghost_shm.ko"
 cp "$agent" "$out/rootfs/bin/agent"
+cp "$cagent" "$out/rootfs/bin/cagent"
 cat >"$out/rootfs/init" <<EOF
 #!/bin/sh
 mount -t proc proc /proc
@@ -80,6 +88,8 @@ echo "GUEST kernel \$(uname -r) cpus \$(grep -c ^processor /proc/cpuinfo)"
 echo QEMU_TEST_MODULE_LOAD > /dev/kmsg
 insmod /ghost_shm.ko; echo "INSMOD_RC=\$?"
 /bin/agent test --threads $threads --seconds $seconds; echo "AGENT_TEST_RC=\$?"
+/bin/agent fifo --threads $threads --seconds $seconds; echo "AGENT_FIFO_RC=\$?"
+/bin/cagent --threads $threads --seconds $seconds; echo "AGENT_C_FIFO_RC=\$?"
 /bin/agent stats
 grep -E '^(overflow|txn_failed) ' /proc/ghost_shm/stats | sed 's/^/PRE_HOSTILE_STAT /'
 /bin/agent hostile --seconds 60 & hp=\$!
@@ -102,7 +112,7 @@ timeout "$boot_timeout" qemu-system-x86_64 -accel tcg -smp 2 -m 512 -kernel "$vm
   -initrd "$out/initramfs.cpio.gz" -append 'console=ttyS0 panic=-1 loglevel=4' \
   -nographic -no-reboot -monitor none -serial stdio </dev/null >"$log" 2>&1 || true
 echo "boot to poweroff: $((SECONDS - t0)) s; serial log: $log"
-tr -d '\r' <"$log" | grep -E '^(GUEST|CHECK|BENCH|STATS|RESULT|HOSTILE|PRE_HOSTILE_STAT|INSMOD_RC|AGENT_|RMMOD_RC|ghost-shm-kmod-agent)' || true
+tr -d '\r' <"$log" | grep -E '^(GUEST|CHECK|BENCH|STATS|RESULT|FIFO_COUNTER|HOSTILE|PRE_HOSTILE_STAT|INSMOD_RC|AGENT_|RMMOD_RC|ghost-shm-kmod-agent)' || true
 
 step "verdict"
 clean="$(tr -d '\r' <"$log")"
@@ -111,6 +121,10 @@ expect() { grep -qx "$1" <<<"$clean" || { echo "qemu-test: missing '$1'" >&2; fa
 expect "INSMOD_RC=0"
 expect "RESULT PASS"
 expect "AGENT_TEST_RC=0"
+expect "RESULT_FIFO PASS"
+expect "AGENT_FIFO_RC=0"
+expect "RESULT_C_FIFO PASS"
+expect "AGENT_C_FIFO_RC=0"
 expect "HOSTILE_KILLED_RC=137"
 expect "HOSTILE_RC=0"
 expect "AGENT_RETEST_RC=0"

@@ -28,7 +28,7 @@
 
 use crate::abi::{GhostSwInfo, Gtid, GHOST_VERSION};
 use crate::queue::{AssocStatus, ConsumeError, Consumer, QueueError, QueueId};
-use crate::shm::SharedMem;
+use crate::shm::{SharedMem, SharedMemRead};
 use crate::status::{AttachError, Discovery, ReadError, Reader, Snapshot};
 use crate::topology::sysfs::OwnedTopology;
 use crate::topology::CpuSet;
@@ -105,8 +105,10 @@ impl From<BadCpu> for AgentError {
 
 /// What an enclave offers an agent: the kernel side of the ghostfs files and ioctls.
 pub trait Backend {
-    /// The regions it maps for the agent.
+    /// The regions it maps for the agent to write: queues and `cpu_data`.
     type Region: SharedMem;
+    /// The status-word regions, which the agent only reads (a ghOSt kernel maps them `PROT_READ`).
+    type StatusRegion: SharedMemRead;
     /// The enclave's ABI (`enclave_N/abi_version`).
     fn abi_version(&self) -> u32;
     /// The enclave's CPUs.
@@ -114,10 +116,10 @@ pub trait Backend {
     /// Number of CPU slots in `cpu_data` (possible CPUs).
     fn ncpus(&self) -> u32;
     /// The status-word region (the agent only reads it).
-    fn status_region(&self) -> Self::Region;
+    fn status_region(&self) -> Self::StatusRegion;
     /// Every status-word region (ghOSt's `sw_regions/sw_<id>`, 65,534 words each), the first being
     /// [`status_region`](Backend::status_region). The default: that one region.
-    fn status_regions(&self) -> std::vec::Vec<Self::Region> {
+    fn status_regions(&self) -> std::vec::Vec<Self::StatusRegion> {
         std::vec![self.status_region()]
     }
     /// The `cpu_data` region.
@@ -190,9 +192,9 @@ impl<M: SharedMem> AgentQueue<M> {
 #[derive(Debug)]
 pub struct Enclave<B: Backend> {
     backend: B,
-    status: Reader<B::Region>,
+    status: Reader<B::StatusRegion>,
     /// The status-word regions after the first.
-    more_status: std::vec::Vec<Reader<B::Region>>,
+    more_status: std::vec::Vec<Reader<B::StatusRegion>>,
     cpu_data: CpuData<B::Region>,
     cpus: CpuSet,
 }
@@ -280,7 +282,7 @@ impl<B: Backend> Enclave<B> {
     }
 
     /// The status-word table.
-    pub fn status_words(&self) -> &Reader<B::Region> {
+    pub fn status_words(&self) -> &Reader<B::StatusRegion> {
         &self.status
     }
 
@@ -292,7 +294,7 @@ impl<B: Backend> Enclave<B> {
     }
 
     /// Every status-word region, the first being [`status_words`](Enclave::status_words).
-    pub fn status_regions(&self) -> impl Iterator<Item = &Reader<B::Region>> {
+    pub fn status_regions(&self) -> impl Iterator<Item = &Reader<B::StatusRegion>> {
         core::iter::once(&self.status).chain(self.more_status.iter())
     }
 
@@ -300,7 +302,7 @@ impl<B: Backend> Enclave<B> {
     /// for an agent that takes over after a crash or an upgrade (ghOSt's task discovery). Yields
     /// `(index, snapshot)`. An enclave with more tasks than
     /// one region holds has several: use [`discover_all`](Enclave::discover_all).
-    pub fn discover(&self) -> Discovery<'_, B::Region> {
+    pub fn discover(&self) -> Discovery<'_, B::StatusRegion> {
         self.status.discover()
     }
 

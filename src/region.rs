@@ -196,7 +196,9 @@ impl<A: Access> MappedRegion<A> {
     /// # Safety
     /// Nobody may shrink the file while the mapping exists (an access past the new end raises `SIGBUS`). Files
     /// the kernel provides with a fixed size (ghostfs's `cpu_data` and `sw_regions/sw_<id>`) satisfy this; a
-    /// file a peer process can `ftruncate` does not.
+    /// file a peer process can `ftruncate` does not. A file that is not a regular file and reports no size (a
+    /// character device, an anonymous inode) is mapped at `len`: its driver must refuse a `mmap` of any length
+    /// but the region's (ghOSt's queue fds and the kernel module's devices do).
     pub unsafe fn map_fd_trusted(fd: BorrowedFd<'_>, len: usize) -> Result<Self, MapError> {
         Self::map(dup(fd)?, len)
     }
@@ -223,7 +225,12 @@ impl<A: Access> MappedRegion<A> {
             return Err(MapError::BadLength(len));
         }
         let st = rustix::fs::fstat(&fd).map_err(os("fstat"))?;
-        if st.st_size as u64 != len as u64 {
+        // A kernel object that is not a regular file (a character device such as the kernel module's
+        // `/dev/ghost_shm_*`, the anonymous inode of a ghOSt queue fd) has no size: its driver's `mmap` checks the
+        // length itself. Only the `*_trusted` constructors get here with one (`check_sealed` refuses them).
+        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+        let sized = regular || st.st_size != 0;
+        if sized && st.st_size as u64 != len as u64 {
             return Err(MapError::SizeMismatch { expected: len, actual: st.st_size as u64 });
         }
         let prot = if A::WRITABLE { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };

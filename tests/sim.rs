@@ -253,6 +253,7 @@ struct WithSysfs<'a, 'r>(ghost_shm::sim::SimBackend<'a, 'r>);
 
 impl Backend for WithSysfs<'_, '_> {
     type Region = <ghost_shm::sim::SimBackend<'static, 'static> as Backend>::Region;
+    type StatusRegion = <ghost_shm::sim::SimBackend<'static, 'static> as Backend>::StatusRegion;
     fn abi_version(&self) -> u32 {
         self.0.abi_version()
     }
@@ -262,7 +263,7 @@ impl Backend for WithSysfs<'_, '_> {
     fn ncpus(&self) -> u32 {
         self.0.ncpus()
     }
-    fn status_region(&self) -> Self::Region {
+    fn status_region(&self) -> Self::StatusRegion {
         self.0.status_region()
     }
     fn cpu_data(&self) -> Self::Region {

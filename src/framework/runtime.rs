@@ -1029,6 +1029,7 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
     pub fn run_threads<B>(&mut self, enclave: &Enclave<B>, quantum: Duration, nap: Duration) -> Result<(), AgentError>
     where
         B: Backend<Region = M> + Sync,
+        B::StatusRegion: Send + Sync,
         M: Send + Sync,
         P: Send,
     {
@@ -1108,7 +1109,10 @@ impl<P: Policy, M: SharedMem> PerCpu<P, M> {
 /// real-time simulator, each step runs the threads for one quantum.
 pub struct PerCpuThreads<P, M: SharedMem> {
     inner: PerCpu<P, M>,
+    // Read by the simulator's `Agent` impl only (a `std` build without `sim`, e.g. ffi/agent, never steps it).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     quantum: Duration,
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     nap: Duration,
 }
 
@@ -1154,6 +1158,7 @@ mod sim_agent {
     impl<B: Backend + Sync, P: Policy + Send> Agent<B> for PerCpuThreads<P, B::Region>
     where
         B::Region: Send + Sync,
+        B::StatusRegion: Send + Sync,
     {
         fn step(&mut self, enclave: &Enclave<B>) -> Result<(), AgentError> {
             self.inner.run_threads(enclave, self.quantum, self.nap)

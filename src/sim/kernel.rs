@@ -1305,6 +1305,7 @@ impl core::fmt::Debug for SimBackend<'_, '_> {
 
 impl Backend for SimBackend<'_, '_> {
     type Region = Mem;
+    type StatusRegion = Mem;
 
     fn abi_version(&self) -> u32 {
         GHOST_VERSION

@@ -4,14 +4,18 @@
 //! One layer serves two kernels: a real ghOSt kernel, whose enclave `ctl` lives in ghostfs
 //! (`/sys/fs/ghost/enclave_<id>/ctl`, see [`ghostfs`]), and this crate's Linux kernel module (`kmod/`), whose
 //! misc device speaks the same ioctls with the same numbers and argument structs. Only how the enclave is found
-//! and configured differs; everything here is shared.
+//! and configured differs; everything here is shared. [`UapiBackend`] puts it under the agent framework: the
+//! [`agent::Backend`](crate::agent::Backend) of a real kernel, next to the simulator's.
 //!
 //! Every ioctl number and argument struct comes from [`crate::abi`] (`GHOST_IOC_*`, `GhostIoc*`), where each is
 //! checked at compile time and in `tests/abi_layout.rs` against the values measured from the ABI 91 header.
 //! Every failure is a [`UapiError`] carrying the operation and the `errno`, with the reading the reference agent
 //! gives it ([`UapiError::is_transient`] for `EBUSY` during a hand-off, [`UapiError::agent_error`] for the rest).
 
+pub mod backend;
 pub mod ghostfs;
+
+pub use backend::{ModuleFiles, OpenError, UapiBackend};
 
 use crate::abi::{
     GhostAgentWakeup, GhostIocAssocQueue, GhostIocCommitTxn, GhostIocConfigQueueWakeup, GhostIocCreateQueue,

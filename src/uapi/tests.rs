@@ -45,6 +45,7 @@ impl Drop for FakeTree {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn top_level_versions_and_enclave_creation() {
     let t = FakeTree::new("top");
     let fs = t.fs();
@@ -62,6 +63,7 @@ fn top_level_versions_and_enclave_creation() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn enclave_files() {
     let t = FakeTree::new("enclave");
     let e = t.fs().enclave(1);
@@ -142,6 +144,7 @@ fn errors_say_what_to_do() {
 /// Every ioctl on a file that is no ghOSt `ctl` is refused by the kernel (`ENOTTY`), reported with the
 /// operation's name; arguments this side can check are refused before the call.
 #[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn ioctls_on_a_plain_file_are_typed_errors() {
     let t = FakeTree::new("ioctl");
     let ctl = t.fs().enclave(1).open_ctl().unwrap();
@@ -176,4 +179,147 @@ fn ioctls_on_a_plain_file_are_typed_errors() {
     assert_eq!(ctl.create_queue(u32::MAX, 0).unwrap_err().errno, Errno::INVAL);
     assert_eq!(ctl.run(RunRequest::Ping { cpu: u32::MAX }).unwrap_err().errno, Errno::INVAL);
     assert!(matches!(Ctl::open(&t.0.join("missing")), Err(UapiError { op: "open ctl", errno: Errno::NOENT })));
+}
+
+// ---- UapiBackend on fake trees (regular files stand in for the kernel's; every ioctl on them is ENOTTY) ----
+
+/// A regular file of `len` zero bytes whose first bytes are a status-word region header (as the kernel writes
+/// it), so that `Enclave::attach` accepts it.
+fn status_file(path: &std::path::Path, len: usize) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(len as u64).unwrap();
+    drop(f);
+    // SAFETY: a test-owned regular file nobody else truncates.
+    let rw = unsafe { MappedRegion::<ReadWrite>::open_trusted(path, len) }.unwrap();
+    let capacity = ((len - 64) / 32) as u32;
+    crate::status::Writer::<&MappedRegion<ReadWrite>>::with_capacity(&rw, 0, 0, capacity).unwrap();
+}
+
+fn sized_file(path: &std::path::Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+/// The module's files under a temporary directory: 2 CPUs, a 128 KiB status-word region.
+fn fake_module(name: &str, stats: &str) -> (FakeTree, ModuleFiles) {
+    let t = FakeTree::new(name);
+    let files = ModuleFiles::under(&t.0);
+    std::fs::create_dir_all(files.ctl.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(files.stats.parent().unwrap()).unwrap();
+    std::fs::write(&files.ctl, "").unwrap();
+    std::fs::write(&files.tasks, "").unwrap();
+    std::fs::write(&files.stats, stats).unwrap();
+    status_file(&files.status_words, 128 << 10);
+    sized_file(&files.cpu_data, 2 * 4096);
+    (t, files)
+}
+
+const MODULE_STATS: &str = "enclave 1\ncpus 2\nsw_region_bytes 131072\ncpu_data_bytes 8192\ntasks 0\nqueue 0 nelems 64 produced 1 overflow 0\n";
+
+#[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
+fn module_backend_attaches_and_maps_errors() {
+    use crate::agent::{Backend, Enclave};
+    let (t, files) = fake_module("module", MODULE_STATS);
+    let b = UapiBackend::module(&files).unwrap().with_agent_cpus(&CpuSet::parse_list("1,7").unwrap());
+    assert!(!b.is_ghostfs());
+    assert_eq!((b.ncpus(), b.cpus().to_string(), b.agent_cpus().to_string()), (2, "0".into(), "1".into()));
+    // Every region has its capability: status words read-only, cpu_data read-write.
+    assert!(!b.status_region().is_writable() && b.cpu_data().is_writable());
+    b.add_thread(None).unwrap();
+    assert_eq!(t.read("proc/ghost_shm/tasks"), "0");
+    b.add_thread(Some(42)).unwrap();
+    assert_eq!(t.read("proc/ghost_shm/tasks"), "42");
+    assert_eq!(b.destroy(), Ok(false));
+    b.advertise().unwrap();
+    // The whole stack: the agent API attaches over it, and an ioctl the "kernel" refuses is a typed error.
+    let e = Enclave::attach(b).unwrap();
+    assert_eq!(e.status_words().id(), 0);
+    assert_eq!(e.create_queue(64).err(), Some(AgentError::Invalid("GHOST_IOC_CREATE_QUEUE")));
+    let b = e.backend();
+    assert_eq!(b.set_default_queue(crate::queue::QueueId(3)), Err(AgentError::NotFound));
+    assert_eq!(b.commit(1, &[0, 5]), Err(AgentError::BadCpu(5)));
+    assert_eq!(b.commit(1, &[0]), Err(AgentError::Invalid("GHOST_IOC_COMMIT_TXN")));
+    assert_eq!(b.agent_status_word(0), Err(AgentError::Invalid("GHOST_IOC_SW_GET_INFO")));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
+fn module_backend_refuses_bad_stats_and_sizes() {
+    let bad = |stats: &str| {
+        let (_t, files) = fake_module("module-bad", stats);
+        UapiBackend::module(&files).unwrap_err().to_string()
+    };
+    assert!(bad("sw_region_bytes 131072\ncpu_data_bytes 8192\n").contains("no 'cpus' line"));
+    assert!(bad("cpus x\nsw_region_bytes 131072\ncpu_data_bytes 8192\n").contains("not a number"));
+    assert!(bad("cpus 0\nsw_region_bytes 131072\ncpu_data_bytes 0\n").contains("out of range"));
+    assert!(bad("cpus 3\nsw_region_bytes 131072\ncpu_data_bytes 8192\n").contains("is not 3 CPUs"));
+    // The stats and the file disagree: the mapping is refused, not made short.
+    let e = bad("cpus 2\nsw_region_bytes 262144\ncpu_data_bytes 8192\n");
+    assert!(e.starts_with("mapping status words"), "{e}");
+    let (_t, mut files) = fake_module("module-missing", MODULE_STATS);
+    files.ctl = files.ctl.with_file_name("nothing");
+    let e = UapiBackend::module(&files).unwrap_err();
+    assert!(matches!(e, OpenError::Uapi(UapiError { op: "open ctl", errno: Errno::NOENT })), "{e:?}");
+}
+
+/// `enclave_1` of a fake ghostfs with `cpu_data` for `ncpus` CPUs and `sw_regions/sw_0` (which the kernel
+/// would create on `create sw_region 0 0`).
+fn fake_ghostfs(name: &str, ncpus: u64) -> FakeTree {
+    let t = FakeTree::new(name);
+    sized_file(&t.0.join("enclave_1/cpu_data"), ncpus * 4096);
+    status_file(&t.0.join("enclave_1/sw_regions/sw_0"), crate::abi::SW_REGION_SIZE);
+    t
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
+fn ghostfs_backend_brings_up_like_the_reference_agent() {
+    use crate::agent::{Backend, Enclave};
+    let t = fake_ghostfs("gfs", 16);
+    let e = t.fs().enclave(1);
+    let b = UapiBackend::ghostfs(&e, 0).unwrap();
+    assert!(b.is_ghostfs());
+    assert_eq!(t.read("enclave_1/ctl"), "create sw_region 0 0");
+    assert_eq!((b.ncpus(), b.cpus().to_string()), (16, "0-3,8".into()));
+    b.become_agent(2, None, 3).unwrap();
+    assert!(t.read("enclave_1/ctl").ends_with("become agent 2 -1"));
+    assert_eq!(b.become_agent(2, Some(crate::queue::QueueId(0)), 3).unwrap_err().errno, Errno::BADF);
+    b.advertise().unwrap();
+    b.retire();
+    b.add_thread(None).unwrap();
+    assert_eq!(t.read("enclave_1/tasks"), "0");
+    let enclave = Enclave::attach(b.with_agent_cpus(&CpuSet::parse_list("8").unwrap())).unwrap();
+    assert_eq!(enclave.cpus().to_string(), "0-3");
+    assert_eq!(enclave.agent_cpus().to_string(), "8");
+    assert_eq!(enclave.backend().destroy(), Ok(true));
+    assert!(t.read("enclave_1/ctl").ends_with("destroy"));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
+fn ghostfs_backend_refuses_another_abi_and_missing_regions() {
+    let t = fake_ghostfs("gfs-abi", 4);
+    std::fs::write(t.0.join("enclave_1/abi_version"), "90\n").unwrap();
+    assert!(matches!(UapiBackend::ghostfs(&t.fs().enclave(1), 0), Err(OpenError::AbiMismatch { enclave: 90 })));
+    let t = fake_ghostfs("gfs-nosw", 4);
+    std::fs::remove_file(t.0.join("enclave_1/sw_regions/sw_0")).unwrap();
+    let e = UapiBackend::ghostfs(&t.fs().enclave(1), 0).unwrap_err();
+    assert!(matches!(e, OpenError::Uapi(UapiError { op: "open sw_regions/sw_0", errno: Errno::NOENT })), "{e:?}");
+    let t = fake_ghostfs("gfs-cd", 4);
+    sized_file(&t.0.join("enclave_1/cpu_data"), 4096 + 100);
+    let e = UapiBackend::ghostfs(&t.fs().enclave(1), 0).unwrap_err();
+    assert!(matches!(e, OpenError::Map { region: "cpu_data", error: MapError::BadLength(4196) }), "{e:?}");
+    let e = UapiBackend::ghostfs(&t.fs().enclave(9), 0).unwrap_err();
+    assert!(e.to_string().contains("enclave_9/abi_version"), "{e}");
+}
+
+#[test]
+fn module_stats_give_the_layout() {
+    let l = super::backend::parse_module_layout(MODULE_STATS).unwrap();
+    assert_eq!((l.cpus, l.sw_region_bytes, l.cpu_data_bytes), (2, 131072, 8192));
+    // `cpus` is not the prefix of another key's line (`cpus_x 9` does not count).
+    let l = super::backend::parse_module_layout("cpus_x 9\ncpus 1\nsw_region_bytes 4096\ncpu_data_bytes 4096\n");
+    assert_eq!(l.unwrap().cpus, 1);
+    let e = super::backend::parse_module_layout("cpus 1\ncpu_data_bytes 4096\n").unwrap_err();
+    assert!(e.to_string().contains("no 'sw_region_bytes' line"), "{e}");
 }

@@ -7,6 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ghost_shm::abi::{
+    self, GhostAgentWakeup, GhostIocAssocQueue, GhostIocCommitTxn, GhostIocConfigQueueWakeup, GhostIocCreateQueue,
+    GhostIocSetDefaultQueue, GhostIocSwGetInfo, GhostMsgSrc, GhostSwInfo,
+};
+
 use crate::sys::{self, Mapping};
 
 /// xorshift64*: a fixed seed, so a failing sequence can be replayed.
@@ -97,11 +102,11 @@ pub fn run(seconds: f64) -> Result<(), String> {
             // A queue: created with random (sometimes valid) elems, made default, mapped.
             0 => {
                 let elems = if rng.below(2) == 0 { 1 << rng.below(8) } else { rng.nasty() as i32 };
-                let mut a = sys::CreateQueue { elems, node: rng.below(3) as i32 - 1, ..Default::default() };
-                if let Ok(fd) = sys::ioctl(ctl, sys::CREATE_QUEUE, &mut a) {
+                let mut a = GhostIocCreateQueue { elems, node: rng.below(3) as i32 - 1, ..Default::default() };
+                if let Ok(fd) = sys::ioctl(ctl, abi::GHOST_IOC_CREATE_QUEUE, &mut a) {
                     let fd = fd as i32;
-                    let mut d = fd;
-                    let _ = sys::ioctl(ctl, sys::SET_DEFAULT_QUEUE, &mut d);
+                    let mut d = GhostIocSetDefaultQueue { fd };
+                    let _ = sys::ioctl(ctl, abi::GHOST_IOC_SET_DEFAULT_QUEUE, &mut d);
                     let m =
                         Mapping::new(fd, a.mapsize as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED).ok();
                     if let Some((old, _)) = queue.replace((fd, m)) {
@@ -139,12 +144,12 @@ pub fn run(seconds: f64) -> Result<(), String> {
                     }
                 }
                 let mask = [rng.next(); 16];
-                let mut a = sys::CommitTxn {
+                let mut a = GhostIocCommitTxn {
                     mask_ptr: if rng.below(4) == 0 { rng.pointer(valid) as u64 } else { mask.as_ptr() as u64 },
                     mask_len: if rng.below(3) == 0 { rng.nasty() as u32 } else { 128 },
                     flags: if rng.below(5) == 0 { rng.nasty() as i32 } else { 0 },
                 };
-                let cmd = if rng.below(2) == 0 { sys::COMMIT_TXN } else { sys::SYNC_GROUP_TXN };
+                let cmd = if rng.below(2) == 0 { abi::GHOST_IOC_COMMIT_TXN } else { abi::GHOST_IOC_SYNC_GROUP_TXN };
                 let _ = sys::ioctl(ctl, cmd, &mut a);
             }
             // Every ioctl with a garbage argument struct or a garbage pointer.
@@ -161,7 +166,7 @@ pub fn run(seconds: f64) -> Result<(), String> {
                 let arg = if rng.below(4) == 0 { rng.pointer(valid) } else { junk.as_mut_ptr() as usize };
                 let r = sys::ioctl_raw(ctl, cmd, arg);
                 if let Ok(fd) = r {
-                    if cmd == sys::CREATE_QUEUE {
+                    if cmd == abi::GHOST_IOC_CREATE_QUEUE {
                         sys::close(fd as i32);
                     }
                 }
@@ -169,13 +174,13 @@ pub fn run(seconds: f64) -> Result<(), String> {
             }
             // Status words: random frees and lookups.
             7 => {
-                let mut f = sys::SwInfo { id: rng.below(2) as u32, index: rng.nasty() as u32 % 5000 };
-                let _ = sys::ioctl(ctl, sys::SW_FREE, &mut f);
-                let mut g = sys::SwGetInfo {
-                    request: sys::MsgSrc { ty: rng.below(3) as u32, pad: 0, arg: rng.nasty() },
+                let mut f = GhostSwInfo { id: rng.below(2) as u32, index: rng.nasty() as u32 % 5000 };
+                let _ = sys::ioctl(ctl, abi::GHOST_IOC_SW_FREE, &mut f);
+                let mut g = GhostIocSwGetInfo {
+                    request: GhostMsgSrc { r#type: rng.below(3) as u32, arg: rng.nasty(), ..Default::default() },
                     ..Default::default()
                 };
-                let _ = sys::ioctl(ctl, sys::SW_GET_INFO, &mut g);
+                let _ = sys::ioctl(ctl, abi::GHOST_IOC_SW_GET_INFO, &mut g);
             }
             // Unmap / close midway, and re-open.
             8 => match rng.below(4) {
@@ -229,23 +234,23 @@ pub fn run(seconds: f64) -> Result<(), String> {
             // Associate / wake-up configuration with garbage.
             _ => {
                 let qfd = queue.as_ref().map_or(rng.nasty() as i32, |q| q.0);
-                let mut a = sys::AssocQueue {
+                let mut a = GhostIocAssocQueue {
                     fd: qfd,
-                    src: sys::MsgSrc { ty: rng.below(3) as u32, pad: 0, arg: rng.nasty() },
+                    src: GhostMsgSrc { r#type: rng.below(3) as u32, arg: rng.nasty(), ..Default::default() },
                     barrier: rng.nasty() as u32,
                     flags: if rng.below(4) == 0 { 1 } else { 0 },
                     ..Default::default()
                 };
-                let _ = sys::ioctl(ctl, sys::ASSOC_QUEUE, &mut a);
-                let w = [sys::AgentWakeup { cpu: rng.below(4) as i32 - 1, prio: rng.below(2) as i32 }; 2];
-                let mut c = sys::ConfigQueueWakeup {
+                let _ = sys::ioctl(ctl, abi::GHOST_IOC_ASSOC_QUEUE, &mut a);
+                let w = [GhostAgentWakeup { cpu: rng.below(4) as i32 - 1, prio: rng.below(2) as i32 }; 2];
+                let mut c = GhostIocConfigQueueWakeup {
                     qfd,
                     w: if rng.below(3) == 0 { rng.pointer(valid) as u64 } else { w.as_ptr() as u64 },
                     ninfo: rng.below(5) as i32 - 1,
                     flags: 0,
                     ..Default::default()
                 };
-                let _ = sys::ioctl(ctl, sys::CONFIG_QUEUE_WAKEUP, &mut c);
+                let _ = sys::ioctl(ctl, abi::GHOST_IOC_CONFIG_QUEUE_WAKEUP, &mut c);
             }
         }
     }

@@ -1,7 +1,11 @@
-//! The module's files, ABI 91 ioctls and mappings (raw `libc` calls; every failure is an `io::Error`).
+//! The module's files, and the raw `ioctl`/`mmap` calls the agent makes *on purpose with bad arguments* (the
+//! hostile mode, the refusal checks). Every well-formed ioctl goes through the crate's `uapi::Ctl`; every ioctl
+//! number and argument struct here is the crate's (`ghost_shm::abi`), checked against the ABI 91 header.
 
 use std::ffi::CString;
 use std::io;
+
+use ghost_shm::abi;
 
 pub const CTL: &str = "/dev/ghost_shm";
 pub const SW: &str = "/dev/ghost_shm_sw";
@@ -9,92 +13,16 @@ pub const CPU_DATA: &str = "/dev/ghost_shm_cpu_data";
 pub const TASKS: &str = "/proc/ghost_shm/tasks";
 pub const STATS: &str = "/proc/ghost_shm/stats";
 
-const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
-    (dir << 30) | ((size as u32) << 16) | (0x67 << 8) | nr
-}
-const W: u32 = 1;
-const RW: u32 = 3;
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct MsgSrc {
-    pub ty: u32,
-    pub pad: u32,
-    pub arg: u64,
-}
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct SwGetInfo {
-    pub request: MsgSrc,
-    pub id: u32,
-    pub index: u32,
-}
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct SwInfo {
-    pub id: u32,
-    pub index: u32,
-}
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct CreateQueue {
-    pub elems: i32,
-    pub node: i32,
-    pub flags: i32,
-    pub pad: u32,
-    pub mapsize: u64,
-}
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct AssocQueue {
-    pub fd: i32,
-    pub pad: u32,
-    pub src: MsgSrc,
-    pub barrier: u32,
-    pub flags: i32,
-}
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct AgentWakeup {
-    pub cpu: i32,
-    pub prio: i32,
-}
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct ConfigQueueWakeup {
-    pub qfd: i32,
-    pub pad: u32,
-    pub w: u64,
-    pub ninfo: i32,
-    pub flags: i32,
-}
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct CommitTxn {
-    pub mask_ptr: u64,
-    pub mask_len: u32,
-    pub flags: i32,
-}
-
-pub const SW_GET_INFO: u32 = ioc(RW, 1, size_of::<SwGetInfo>());
-pub const SW_FREE: u32 = ioc(W, 2, size_of::<SwInfo>());
-pub const CREATE_QUEUE: u32 = ioc(RW, 3, size_of::<CreateQueue>());
-pub const ASSOC_QUEUE: u32 = ioc(W, 4, size_of::<AssocQueue>());
-pub const SET_DEFAULT_QUEUE: u32 = ioc(W, 5, 4);
-pub const CONFIG_QUEUE_WAKEUP: u32 = ioc(W, 6, size_of::<ConfigQueueWakeup>());
-pub const COMMIT_TXN: u32 = ioc(W, 8, size_of::<CommitTxn>());
-pub const SYNC_GROUP_TXN: u32 = ioc(W, 9, size_of::<CommitTxn>());
-
-/// Every ioctl number the module implements (the hostile mode picks among them).
+/// Every ioctl number the module implements (the hostile mode picks among them): the crate's ABI 91 constants.
 pub const ALL_IOCTLS: [u32; 8] = [
-    SW_GET_INFO,
-    SW_FREE,
-    CREATE_QUEUE,
-    ASSOC_QUEUE,
-    SET_DEFAULT_QUEUE,
-    CONFIG_QUEUE_WAKEUP,
-    COMMIT_TXN,
-    SYNC_GROUP_TXN,
+    abi::GHOST_IOC_SW_GET_INFO,
+    abi::GHOST_IOC_SW_FREE,
+    abi::GHOST_IOC_CREATE_QUEUE,
+    abi::GHOST_IOC_ASSOC_QUEUE,
+    abi::GHOST_IOC_SET_DEFAULT_QUEUE,
+    abi::GHOST_IOC_CONFIG_QUEUE_WAKEUP,
+    abi::GHOST_IOC_COMMIT_TXN,
+    abi::GHOST_IOC_SYNC_GROUP_TXN,
 ];
 
 fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
@@ -105,13 +33,13 @@ fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// `ioctl(fd, cmd, arg)` with any argument (also deliberately invalid pointers).
+/// `ioctl(fd, cmd, arg)` with any argument (deliberately invalid pointers and commands included).
 pub fn ioctl_raw(fd: i32, cmd: u32, arg: usize) -> io::Result<libc::c_long> {
     // SAFETY: the kernel validates the argument; a bad pointer yields EFAULT, never a fault in this process.
     cvt(unsafe { libc::ioctl(fd, cmd as _, arg) } as libc::c_long)
 }
 
-/// `ioctl(fd, cmd, &mut arg)`.
+/// `ioctl(fd, cmd, &mut arg)` with an argument struct of `ghost_shm::abi` holding deliberately bad values.
 pub fn ioctl<T>(fd: i32, cmd: u32, arg: &mut T) -> io::Result<libc::c_long> {
     ioctl_raw(fd, cmd, arg as *mut T as usize)
 }
