@@ -47,43 +47,48 @@ fn wait(p: &txn::PendingTxn<'_, '_, LoomRegion>) -> Outcome {
 #[test]
 #[cfg_attr(ghost_shm_weaken, should_panic(expected = "assertion"))]
 fn weaken_commit_vs_claim_snapshot() {
-    loom::model(|| {
-        let cd = region(1);
-        let k = {
-            let cd = cd.clone();
-            thread::spawn(move || match cd.claim(0, 0, CommitPoint::Greedy) {
-                Ok(c) => {
-                    let s = *c.snapshot();
-                    assert_eq!(s.state, 0);
-                    assert_eq!(s.gtid, TASK);
-                    assert_eq!(s.agent_barrier, 11);
-                    assert_eq!(s.task_barrier, 22);
-                    assert_eq!(s.run_flags, RunFlags::RTLA_ON_BLOCKED);
-                    assert_eq!(s.commit_flags, CommitFlags::ALLOW_TASK_ONCPU);
-                    assert_eq!((s.version, s.cpu), (0, 0));
-                    let _ = c.fail(TxnOutcome::NoAgent, &SimView::new(1));
-                    true
-                }
-                Err(ClaimError::NotReady(_)) => false,
-                Err(e) => panic!("{e}"),
-            })
-        };
-        let mut a = cd.agent(0).unwrap();
-        let p = a
-            .open()
-            .unwrap()
-            .target(TASK)
-            .agent_barrier(11)
-            .task_barrier(22)
-            .run_flags(RunFlags::RTLA_ON_BLOCKED)
-            .commit_flags(CommitFlags::ALLOW_TASK_ONCPU)
-            .commit();
-        if k.join().unwrap() {
-            assert_eq!(p.poll().unwrap().map(|o| o.outcome), Some(TxnOutcome::NoAgent));
-        } else {
-            assert_eq!(p.state(), TxnState::Ready);
-        }
-    });
+    loom::model(|| commit_vs_claim_snapshot(CommitPoint::Greedy));
+}
+
+/// The model of [`weaken_commit_vs_claim_snapshot`] with the claim at `at`: the agent publishes a transaction
+/// while the kernel claims it; a claim that wins sees exactly the agent's fields and its outcome reaches the
+/// agent, one that loses leaves the transaction READY.
+fn commit_vs_claim_snapshot(at: CommitPoint) {
+    let cd = region(1);
+    let k = {
+        let cd = cd.clone();
+        thread::spawn(move || match cd.claim(0, 0, at) {
+            Ok(c) => {
+                let s = *c.snapshot();
+                assert_eq!(s.state, 0);
+                assert_eq!(s.gtid, TASK);
+                assert_eq!(s.agent_barrier, 11);
+                assert_eq!(s.task_barrier, 22);
+                assert_eq!(s.run_flags, RunFlags::RTLA_ON_BLOCKED);
+                assert_eq!(s.commit_flags, CommitFlags::ALLOW_TASK_ONCPU);
+                assert_eq!((s.version, s.cpu), (0, 0));
+                let _ = c.fail(TxnOutcome::NoAgent, &SimView::new(1));
+                true
+            }
+            Err(ClaimError::NotReady(_)) => false,
+            Err(e) => panic!("{e}"),
+        })
+    };
+    let mut a = cd.agent(0).unwrap();
+    let p = a
+        .open()
+        .unwrap()
+        .target(TASK)
+        .agent_barrier(11)
+        .task_barrier(22)
+        .run_flags(RunFlags::RTLA_ON_BLOCKED)
+        .commit_flags(CommitFlags::ALLOW_TASK_ONCPU)
+        .commit();
+    if k.join().unwrap() {
+        assert_eq!(p.poll().unwrap().map(|o| o.outcome), Some(TxnOutcome::NoAgent));
+    } else {
+        assert_eq!(p.state(), TxnState::Ready);
+    }
 }
 
 /// Abort and claim race: exactly one wins, and the final state says which.
@@ -336,36 +341,7 @@ fn commit_point_flags_come_with_ready() {
 /// what the agent filled before READY (fails if the claim CAS's Acquire is weakened).
 #[test]
 fn ioctl_claim_snapshot() {
-    loom::model(|| {
-        let cd = region(1);
-        let k = {
-            let cd = cd.clone();
-            thread::spawn(move || match cd.claim(0, 0, CommitPoint::Ioctl) {
-                Ok(c) => {
-                    let s = *c.snapshot();
-                    assert_eq!((s.gtid, s.agent_barrier, s.task_barrier), (TASK, 11, 22));
-                    assert_eq!(
-                        (s.run_flags, s.commit_flags),
-                        (RunFlags::RTLA_ON_BLOCKED, CommitFlags::ALLOW_TASK_ONCPU)
-                    );
-                    let _ = c.fail(TxnOutcome::NoAgent, &SimView::new(1));
-                }
-                Err(ClaimError::NotReady(_)) => {}
-                Err(e) => panic!("{e}"),
-            })
-        };
-        let mut a = cd.agent(0).unwrap();
-        let _p = a
-            .open()
-            .unwrap()
-            .target(TASK)
-            .agent_barrier(11)
-            .task_barrier(22)
-            .run_flags(RunFlags::RTLA_ON_BLOCKED)
-            .commit_flags(CommitFlags::ALLOW_TASK_ONCPU)
-            .commit();
-        k.join().unwrap();
-    });
+    loom::model(|| commit_vs_claim_snapshot(CommitPoint::Ioctl));
 }
 
 /// A (possibly hostile) agent that writes the whole transaction with `write_raw`: the kernel's ioctl claim

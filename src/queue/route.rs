@@ -102,6 +102,12 @@ pub struct AssocStatus {
 }
 
 impl AssocStatus {
+    /// Decodes the ioctl's non-negative return value (unknown bits ignored); inverse of
+    /// [`to_raw`](AssocStatus::to_raw).
+    pub fn from_raw(bits: i32) -> AssocStatus {
+        AssocStatus { already: bits & GHOST_ASSOC_SF_ALREADY != 0, brand_new: bits & GHOST_ASSOC_SF_BRAND_NEW != 0 }
+    }
+
     /// The ioctl's return value.
     pub fn to_raw(self) -> i32 {
         (if self.already { GHOST_ASSOC_SF_ALREADY } else { 0 })

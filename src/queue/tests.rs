@@ -454,3 +454,13 @@ fn has_room_checks_without_side_effects() {
     assert_eq!(p.batch_mut().has_room(plen), Err(ProduceError::CorruptTail { head: 11, tail: 100 }));
     assert_eq!(p.overflow_count(), 0);
 }
+
+#[test]
+fn assoc_status_round_trips_through_the_ioctl_value() {
+    use super::route::AssocStatus;
+    for (already, brand_new) in [(false, false), (true, false), (false, true), (true, true)] {
+        let s = AssocStatus { already, brand_new };
+        assert_eq!(AssocStatus::from_raw(s.to_raw()), s);
+    }
+    assert_eq!(AssocStatus::from_raw(0x43), AssocStatus { already: true, brand_new: true }, "unknown bits ignored");
+}

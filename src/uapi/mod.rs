@@ -20,10 +20,10 @@ pub use backend::{ModuleFiles, OpenError, UapiBackend};
 use crate::abi::{
     GhostAgentWakeup, GhostIocAssocQueue, GhostIocCommitTxn, GhostIocConfigQueueWakeup, GhostIocCreateQueue,
     GhostIocGetCpuTime, GhostIocRun, GhostIocSetDefaultQueue, GhostIocSwGetInfo, GhostIocTimerfdSettime, GhostMsgSrc,
-    GhostSwInfo, Gtid, RunFlags, TimerfdGhost, GHOST_AGENT, GHOST_ASSOC_SF_ALREADY, GHOST_ASSOC_SF_BRAND_NEW,
-    GHOST_IOC_ASSOC_QUEUE, GHOST_IOC_COMMIT_TXN, GHOST_IOC_CONFIG_QUEUE_WAKEUP, GHOST_IOC_CREATE_QUEUE,
-    GHOST_IOC_GET_CPU_TIME, GHOST_IOC_RUN, GHOST_IOC_SET_DEFAULT_QUEUE, GHOST_IOC_SW_FREE, GHOST_IOC_SW_GET_INFO,
-    GHOST_IOC_SYNC_GROUP_TXN, GHOST_IOC_TIMERFD_SETTIME, GHOST_TASK,
+    GhostSwInfo, Gtid, RunFlags, TimerfdGhost, GHOST_AGENT, GHOST_IOC_ASSOC_QUEUE, GHOST_IOC_COMMIT_TXN,
+    GHOST_IOC_CONFIG_QUEUE_WAKEUP, GHOST_IOC_CREATE_QUEUE, GHOST_IOC_GET_CPU_TIME, GHOST_IOC_RUN,
+    GHOST_IOC_SET_DEFAULT_QUEUE, GHOST_IOC_SW_FREE, GHOST_IOC_SW_GET_INFO, GHOST_IOC_SYNC_GROUP_TXN,
+    GHOST_IOC_TIMERFD_SETTIME, GHOST_TASK,
 };
 use crate::agent::AgentError;
 use crate::queue::AssocStatus;
@@ -250,7 +250,7 @@ impl Ctl {
             ..Default::default()
         };
         let bits = self.call("GHOST_IOC_ASSOC_QUEUE", GHOST_IOC_ASSOC_QUEUE, &mut a)?;
-        Ok(AssocStatus { already: bits & GHOST_ASSOC_SF_ALREADY != 0, brand_new: bits & GHOST_ASSOC_SF_BRAND_NEW != 0 })
+        Ok(AssocStatus::from_raw(bits))
     }
 
     /// `GHOST_IOC_SET_DEFAULT_QUEUE`: where messages of tasks without an association go.
