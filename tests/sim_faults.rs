@@ -265,3 +265,51 @@ fn sync_group_failure_drops_every_latch() {
     assert_eq!(r.invariant_violations, 0);
     assert_eq!(r.tasks_completed, r.tasks_arrived, "the task whose latch was dropped still ran: {:?}", r.unfinished);
 }
+
+/// A run stops at `duration_ns`: the clock never jumps to an event after the deadline (review item 1).
+#[test]
+fn deterministic_run_stops_at_the_duration() {
+    // A short run of long bursts: the next burst end lies past the deadline.
+    let cfg = Config { duration_ns: 1_000_000, workload: Workload::CPU_BOUND, ..small() };
+    let r = sim::run(&cfg, |e| percpu::PerCpuFifo::start(e, 4096));
+    assert!(r.virtual_ns <= cfg.duration_ns, "ran to {} ns for a {} ns duration", r.virtual_ns, cfg.duration_ns);
+    assert!(r.tasks_completed < r.tasks_total, "the run was cut short");
+    // A huge agent cost: the agent's next step lies far past the deadline.
+    let cost = sim::AgentCost {
+        per_message_ns: 1_000_000_000,
+        per_txn_ns: 1,
+        per_group_ns: 1,
+        per_group_member_ns: 1,
+        wakeup_ns: 1,
+    };
+    let cfg = Config { duration_ns: 10_000_000, agent_cost: cost, ..small() };
+    let r = sim::run(&cfg, |e| percpu::PerCpuFifo::start(e, 4096));
+    assert!(r.virtual_ns <= cfg.duration_ns, "ran to {} ns for a {} ns duration", r.virtual_ns, cfg.duration_ns);
+}
+
+/// With an agent period, an event that arrives while the agent is not yet due makes it step when it is due:
+/// the run does not end early with the tasks unfinished (review item 2).
+#[test]
+fn deterministic_agent_period_steps_when_due() {
+    let cfg = Config { tasks: 50, agent_period_ns: 1_000_000, ..small() };
+    let r = sim::run(&cfg, |e| percpu::PerCpuFifo::start(e, 4096));
+    assert_eq!(r.tasks_completed, 50, "{:?} (ran to {} ns)", r.unfinished, r.virtual_ns);
+    assert_eq!(r.invariant_violations, 0);
+}
+
+/// Huge times in the configuration saturate rather than overflow (review item 4): no panic in debug builds.
+#[test]
+fn deterministic_huge_times_do_not_overflow() {
+    let cfg = Config {
+        crash_at_ns: Some(1_000_000),
+        restart_after_ns: u64::MAX - 1,
+        agent_period_ns: u64::MAX - 1,
+        duration_ns: 5_000_000,
+        ..small()
+    };
+    let r = sim::run(&cfg, |e| percpu::PerCpuFifo::start(e, 4096));
+    assert_eq!(r.agent_crashes, 1);
+    assert_eq!(r.agent_starts, 1, "the restart lies past the end of the run");
+    assert!(r.virtual_ns <= cfg.duration_ns);
+    assert_eq!(r.invariant_violations, 0);
+}

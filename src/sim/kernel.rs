@@ -486,9 +486,10 @@ impl<'r> Kernel<'r> {
         st.fallback_dispatch(e);
     }
 
-    /// Processes every event of the next instant (or moves to `until` if it comes first). `false` when there
-    /// is nothing left to do.
-    pub(crate) fn advance(&self, until: Option<u64>) -> bool {
+    /// Processes every event of the next instant (or moves to `until` if it comes first), never moving past
+    /// `deadline` (the run's end: an event after it is left unprocessed). `false` when there is nothing left
+    /// to do.
+    pub(crate) fn advance(&self, until: Option<u64>, deadline: u64) -> bool {
         let mut st = self.lock();
         let next = st.events.peek().map(|e| e.0.t);
         let t = match (next, until) {
@@ -497,6 +498,7 @@ impl<'r> Kernel<'r> {
             (None, Some(b)) => b,
             (None, None) => return false,
         };
+        let t = t.min(deadline.max(st.now));
         st.now = st.now.max(t);
         while st.events.peek().is_some_and(|e| e.0.t <= t) {
             let Some(Reverse(ev)) = st.events.pop() else { break };

@@ -570,6 +570,8 @@ struct Slot<'a, 'r> {
     crashed: bool,
     upgraded: bool,
     last_step: Option<u64>,
+    /// The enclave had an event while its agent was not yet due: the agent steps when it is.
+    waiting: bool,
     fresh: bool,
     report: Report,
 }
@@ -609,6 +611,7 @@ pub fn try_run_machine(
             crashed: false,
             upgraded: false,
             last_step: None,
+            waiting: false,
             fresh: true,
             report: Report::default(),
         })
@@ -650,7 +653,7 @@ pub fn try_run_machine(
                     }
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
-                    slot.restart_at = Some(now + cfg.restart_after_ns);
+                    slot.restart_at = Some(now.saturating_add(cfg.restart_after_ns));
                 }
             }
             let mut started = false;
@@ -674,11 +677,14 @@ pub fn try_run_machine(
                     Ok(Err(_)) | Err(_) => {
                         k.agent_died(e);
                         slot.report.agent_crashes += 1;
-                        slot.restart_at = Some(now + cfg.restart_after_ns);
+                        slot.restart_at = Some(now.saturating_add(cfg.restart_after_ns));
                     }
                 }
             }
-            let due = slot.last_step.is_none_or(|l| now >= l + cfg.agent_period_ns);
+            let due = slot.last_step.is_none_or(|l| now >= l.saturating_add(cfg.agent_period_ns));
+            // A touch while the agent is not yet due (agent period) is kept for when it is.
+            let touched = touched || slot.waiting;
+            slot.waiting = touched && !due && slot.agent.is_some();
             if let (Some((a, enclave)), true) = (slot.agent.as_mut(), due && (touched || started)) {
                 // The agent is still working off its last step (agent cost): it runs when that is done.
                 if !k.begin_step(e) {
@@ -696,7 +702,7 @@ pub fn try_run_machine(
                     }
                     k.agent_died(e);
                     slot.report.agent_crashes += 1;
-                    slot.restart_at = Some(now + cfg.restart_after_ns);
+                    slot.restart_at = Some(now.saturating_add(cfg.restart_after_ns));
                 } else {
                     k.after_step(e);
                 }
@@ -719,12 +725,15 @@ pub fn try_run_machine(
                     s.restart_at,
                     c.crash_at_ns.filter(|_| !s.crashed && s.agent.is_some()),
                     c.upgrade_at_ns.filter(|_| !s.upgraded && s.agent.is_some()),
+                    // The agent becomes due (agent period) with an event waiting for it.
+                    s.last_step.filter(|_| s.waiting).map(|l| l.saturating_add(c.agent_period_ns)),
                 ]
             })
             .flatten()
             .filter(|&t| t > now)
             .min();
-        if !k.advance(until) {
+        // Never past the run's end: an event after `duration_ns` stays unprocessed.
+        if !k.advance(until, duration_ns) {
             break;
         }
     }
