@@ -52,7 +52,7 @@ kernel and agent
   --ticks-us US                CPU_TICK every US on busy CPUs
   --timer-us US                the agent's timerfd fires every US (CPU_TIMER_EXPIRED)
   --agent-runnability          deliver CPU_AGENT_BLOCKED / CPU_AGENT_WAKEUP
-  --queue-slots N              slots of each agent queue, a power of two in 1..=65536 (default 4096)
+  --queue-slots N              slots of each agent queue, a power of two in 16..=65536 (default 4096)
   --agent-period-us US         the agent runs at most once per US (deterministic; default 0: at every event)
   --agent-cost measured|free|MSG,TXN,GROUP,MEMBER,WAKE
                                the agent's cost in virtual ns (default measured: this crate's benches)
@@ -201,9 +201,16 @@ fn parse(args: impl Iterator<Item = String>) -> Res<Option<Opts>> {
             "--timer-us" => c.timer_ns = Some(time(flag, &v, 1000, "µs")?),
             "--agent-runnability" => c.agent_runnability = true,
             "--queue-slots" => {
+                let min = ConfigError::MIN_QUEUE_SLOTS as u64;
                 let n = num(flag, &v, 1, 65_536)?;
                 if !n.is_power_of_two() {
-                    return Err(format!("--queue-slots {v}: not a power of two in 1..=65536"));
+                    return Err(format!("--queue-slots {v}: not a power of two in {min}..=65536"));
+                }
+                if n < min {
+                    return Err(format!(
+                        "--queue-slots {v}: below {min}, the longest message ({} slots) would not always fit",
+                        ConfigError::MAX_MSG_SLOTS
+                    ));
                 }
                 c.queue_slots = n as u32;
             }

@@ -95,6 +95,8 @@ fn bad_numbers_are_refused() {
     refused(&["--tasks", "0"], "--tasks 0");
     refused(&["--tasks", "99999999999"], "--tasks 99999999999");
     refused(&["--queue-slots", "3"], "--queue-slots 3");
+    refused(&["--queue-slots", "1"], "--queue-slots 1: below 16");
+    refused(&["--queue-slots", "8"], "--queue-slots 8: below 16");
     refused(&["--load", "0"], "--load 0");
     refused(&["--competing", "5"], "--competing 5");
     refused(&["--agent-cost", "1,2,3"], "--agent-cost 1,2,3");
@@ -216,4 +218,22 @@ fn trace_replay_and_bad_traces() {
     refused(&["--trace", dir.join("missing.csv").to_str().unwrap()], "missing.csv");
     refused(&["--trace", good.to_str().unwrap(), "--tasks", "5"], "--trace");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run stops at `--duration-ms` (review item 1: the clock jumped to the next event past the end) and an
+/// agent period does not end the run early (review item 2: nothing woke the agent when it became due).
+#[test]
+fn runs_stop_at_the_duration_and_agent_periods_finish() {
+    for args in [
+        &["--json", "--agent-cost", "1000000000,1,1,1,1", "--duration-ms", "100"][..],
+        &["--json", "--duration-ms", "1", "--workload", "cpu"][..],
+    ] {
+        let out = accepted(args);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let ms: u64 = args[args.iter().position(|&a| a == "--duration-ms").unwrap() + 1].parse().unwrap();
+        assert!(v["run_ns"].as_u64().unwrap() <= ms * 1_000_000, "{args:?}: {v}");
+    }
+    let out = accepted(&["--json", "--agent-period-us", "1000", "--tasks", "50"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["tasks_completed"], 50, "{v}");
 }

@@ -148,6 +148,12 @@ fn invalid_configs_are_typed_errors() {
     assert_eq!(bad(Config { tasks: 0, ..ok.clone() }), ConfigError::Tasks(0));
     assert_eq!(bad(Config { duration_ns: 0, ..ok.clone() }), ConfigError::ZeroDuration);
     assert_eq!(bad(Config { queue_slots: 3, ..ok.clone() }), ConfigError::QueueSlots(3));
+    // Too small for the longest message (7 slots) wherever the head is: every such message would be dropped.
+    for n in [1, 2, 4, 8] {
+        assert_eq!(bad(Config { queue_slots: n, ..ok.clone() }), ConfigError::QueueTooSmall(n));
+    }
+    assert_eq!(ConfigError::MIN_QUEUE_SLOTS, 16);
+    assert!(Config { queue_slots: 16, ..ok.clone() }.validate().is_ok());
     assert_eq!(
         bad(Config { crash_at_ns: Some(5), duration_ns: 5, ..ok.clone() }),
         ConfigError::CrashAfterEnd { at_ns: 5, duration_ns: 5 }

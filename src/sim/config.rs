@@ -159,6 +159,9 @@ pub enum ConfigError {
     ZeroTimer,
     /// `queue_slots` is not a power of two in 1..=65536.
     QueueSlots(u32),
+    /// `queue_slots` is below [`ConfigError::MIN_QUEUE_SLOTS`]: the longest message would not always fit in
+    /// an empty queue, and every such message would be dropped.
+    QueueTooSmall(u32),
     /// `crash_at_ns` is not before the end of the run.
     CrashAfterEnd {
         /// The crash time.
@@ -209,6 +212,12 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroTick => f.write_str("tick period 0: must be at least 1 ns"),
             ConfigError::ZeroTimer => f.write_str("timer period 0: must be at least 1 ns"),
             ConfigError::QueueSlots(n) => write!(f, "queue slots {n}: must be a power of two in 1..=65536"),
+            ConfigError::QueueTooSmall(n) => write!(
+                f,
+                "queue slots {n}: below {}, the longest message ({} slots) does not always fit",
+                ConfigError::MIN_QUEUE_SLOTS,
+                ConfigError::MAX_MSG_SLOTS
+            ),
             ConfigError::CrashAfterEnd { at_ns, duration_ns } => {
                 write!(f, "crash at {at_ns} ns: not before the end of the run ({duration_ns} ns)")
             }
@@ -228,6 +237,16 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// The slots of the longest message (header and payload, [`MAX_MSG_LEN`](crate::abi::MAX_MSG_LEN) bytes,
+    /// in 8-byte slots).
+    pub const MAX_MSG_SLOTS: u32 = crate::abi::MAX_MSG_LEN.div_ceil(crate::abi::MSG_HEADER_LEN) as u32;
+    /// The fewest queue slots that always take the longest message when the queue is empty: a message is
+    /// contiguous (at the head, or wrapped to slot 0), so the head may split the free slots in two, and the
+    /// larger part is at least half of the ring.
+    pub const MIN_QUEUE_SLOTS: u32 = (2 * Self::MAX_MSG_SLOTS).next_power_of_two();
+}
 
 impl Config {
     /// The tasks this run will have: the trace's rows, or `tasks`.
@@ -259,6 +278,9 @@ impl Config {
         }
         if !self.queue_slots.is_power_of_two() || self.queue_slots > 65_536 {
             return Err(ConfigError::QueueSlots(self.queue_slots));
+        }
+        if self.queue_slots < ConfigError::MIN_QUEUE_SLOTS {
+            return Err(ConfigError::QueueTooSmall(self.queue_slots));
         }
         if let Some(at_ns) = self.crash_at_ns.filter(|&t| t >= self.duration_ns) {
             return Err(ConfigError::CrashAfterEnd { at_ns, duration_ns: self.duration_ns });
