@@ -461,6 +461,8 @@ fn two_enclaves(o: Opts) -> Res<()> {
         return Err(format!("enclave 0 (centralized FIFO) gets CPUs {a}: it needs 2 (one for its agent)"));
     }
     let slots = cfg.queue_slots;
+    // --stats: every enclave's agent prints its interval lines.
+    let stats = o.stats_ns;
     let agent_cpu = a.last().unwrap_or(0) as u32;
     let calm = Config { crash_at_ns: None, upgrade_at_ns: None, seed: cfg.seed.wrapping_add(1), ..cfg.clone() };
     let first_cost = if o.cost_given { cfg.agent_cost } else { AgentCost::MEASURED_SPINNING };
@@ -470,14 +472,18 @@ fn two_enclaves(o: Opts) -> Res<()> {
             cpus: a,
             config: Config { agent_cpus: 1, agent_cost: first_cost, ..cfg.clone() },
             start: Box::new(move |e| {
-                Ok(Box::new(centralized::CentralizedFifo::start(e, slots, agent_cpu)?) as BoxedAgent<'_, '_>)
+                let opts = Options::default().queue_slots(slots).stats_every(stats).agent_cpu(agent_cpu);
+                Ok(Box::new(centralized::CentralizedFifo::start_with(e, opts)?) as BoxedAgent<'_, '_>)
             }),
         },
         EnclaveSpec {
             name: "per-CPU FIFO".into(),
             cpus: b,
             config: calm,
-            start: Box::new(move |e| Ok(Box::new(percpu::PerCpuFifo::start(e, slots)?) as BoxedAgent<'_, '_>)),
+            start: Box::new(move |e| {
+                let opts = Options::default().queue_slots(slots).stats_every(stats);
+                Ok(Box::new(percpu::PerCpuFifo::start_with(e, opts)?) as BoxedAgent<'_, '_>)
+            }),
         },
     ];
     let m = sim::try_run_machine(specs, cfg.duration_ns, !o.json).map_err(|e| e.to_string())?;

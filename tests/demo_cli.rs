@@ -237,3 +237,14 @@ fn runs_stop_at_the_duration_and_agent_periods_finish() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["tasks_completed"], 50, "{v}");
 }
+
+/// `--stats` applies with `--enclaves 2` too (review item 5: it was silently ignored there): both enclaves'
+/// agents print their interval lines.
+#[test]
+fn stats_lines_with_two_enclaves() {
+    let out = accepted(&["--stats", "1", "--enclaves", "2", "--cpus", "6", "--tasks", "50"]);
+    let lines: Vec<serde_json::Value> =
+        out.lines().filter(|l| l.starts_with("{\"t_ns\"")).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() >= 2, "{out}");
+    assert!(lines.iter().all(|v| v["interval_ns"].as_u64().is_some()), "{out}");
+}
