@@ -215,7 +215,8 @@ impl<A: Access> MappedRegion<A> {
     /// `sw_regions/sw_<id>` file).
     ///
     /// # Safety
-    /// As for [`map_fd_trusted`](MappedRegion::map_fd_trusted): nobody may shrink the file while it is mapped.
+    /// Both conditions of [`map_fd_trusted`](MappedRegion::map_fd_trusted) (nobody shrinks the file while it is
+    /// mapped; a size-less kernel file really is `len` bytes).
     pub unsafe fn open_trusted(path: &Path, len: usize) -> Result<Self, MapError> {
         Self::map(open_file::<A>(path)?, len)
     }
@@ -234,7 +235,8 @@ impl<A: Access> MappedRegion<A> {
             return Err(MapError::SizeMismatch { expected: len, actual: st.st_size as u64 });
         }
         let prot = if A::WRITABLE { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
-        // SAFETY: a fresh mapping chosen by the kernel (null hint) of a file we checked is `len` bytes long;
+        // SAFETY: a fresh mapping chosen by the kernel (null hint) of a file that is `len` bytes long (checked
+        // above, or, for a size-less kernel file, vouched for by the caller of a `*_trusted` constructor);
         // it aliases no Rust object.
         let ptr = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0) }
             .map_err(os("mmap"))?;

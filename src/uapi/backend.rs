@@ -98,6 +98,12 @@ pub enum OpenError {
     },
     /// The module's stats file lacks a value or has a malformed one.
     Stats(String),
+    /// A region file is neither a ghostfs file nor a character device ([`super::is_kernel_file`]): a peer could
+    /// truncate it under the mapping, so it is not mapped.
+    NotKernelFile {
+        /// Which region (`"status words"`, `"cpu_data"`).
+        region: &'static str,
+    },
 }
 
 impl core::fmt::Display for OpenError {
@@ -110,6 +116,9 @@ impl core::fmt::Display for OpenError {
                 write!(f, "the enclave runs ghOSt ABI {enclave}, this agent speaks ABI {GHOST_VERSION}")
             }
             OpenError::Stats(why) => write!(f, "module stats: {why}"),
+            OpenError::NotKernelFile { region } => {
+                write!(f, "{region}: neither a ghostfs file nor a device (a file a peer could truncate is not mapped)")
+            }
         }
     }
 }
@@ -249,12 +258,31 @@ impl UapiBackend {
     /// `cpu_data` read-write, each with the size the kernel gives it. Open every file before
     /// [`become_agent`](UapiBackend::become_agent): afterwards ghostfs refuses an agent (`EDEADLK`).
     pub fn ghostfs(enclave: &EnclaveDir, node: u32) -> Result<UapiBackend, OpenError> {
+        Self::attach_ghostfs(enclave, node, true)
+    }
+
+    /// [`ghostfs`](UapiBackend::ghostfs) without checking that the files are ghostfs's (tests over a fake
+    /// tree).
+    ///
+    /// # Safety
+    /// Nobody shrinks `sw_regions/sw_0` or `cpu_data` while they are mapped, and the enclave's `ctl` meets
+    /// [`Ctl::from_fd`]'s contract.
+    pub unsafe fn ghostfs_unverified(enclave: &EnclaveDir, node: u32) -> Result<UapiBackend, OpenError> {
+        Self::attach_ghostfs(enclave, node, false)
+    }
+
+    fn attach_ghostfs(enclave: &EnclaveDir, node: u32, verify: bool) -> Result<UapiBackend, OpenError> {
         let abi = enclave.abi_version()?;
         if abi != GHOST_VERSION {
             return Err(OpenError::AbiMismatch { enclave: abi });
         }
         let enclave_cpus = enclave.cpus()?;
-        let ctl = enclave.open_ctl()?;
+        let ctl = if verify {
+            enclave.open_ctl()?
+        } else {
+            // SAFETY: the caller's contract (`ghostfs_unverified`).
+            unsafe { Ctl::open_unverified(&enclave.path().join("ctl")) }?
+        };
         match enclave.command(&ctl, CtlCommand::CreateSwRegion { id: 0, node }) {
             Err(e) if e.errno() == Some(Errno::EXIST) => {}
             other => other?,
@@ -263,40 +291,46 @@ impl UapiBackend {
         let sw_len = file_size(&sw, "fstat sw_regions/sw_0")?;
         let cd = open_rw(&enclave.cpu_data_path(), "open cpu_data")?;
         let cd_len = file_size(&cd, "fstat cpu_data")?;
-        Self::finish(
-            ctl,
-            Kernel::Ghostfs { enclave: enclave.clone(), online: Mutex::new(None) },
-            enclave_cpus,
-            sw,
-            sw_len,
-            cd,
-            cd_len,
-        )
+        let kernel = Kernel::Ghostfs { enclave: enclave.clone(), online: Mutex::new(None) };
+        Self::finish(ctl, kernel, enclave_cpus, sw, sw_len, cd, cd_len, verify)
     }
 
     /// Attaches to the kernel module's enclave (every CPU) through its files: sizes from its stats file,
-    /// status words mapped read-only, `cpu_data` read-write.
+    /// status words mapped read-only, `cpu_data` read-write. The control and region files must be devices
+    /// ([`super::is_kernel_file`]).
     pub fn module(files: &ModuleFiles) -> Result<UapiBackend, OpenError> {
+        Self::attach_module(files, true)
+    }
+
+    /// [`module`](UapiBackend::module) without checking that the files are devices (tests over a fake tree).
+    ///
+    /// # Safety
+    /// Nobody shrinks the status-word or `cpu_data` file while they are mapped, and `files.ctl` meets
+    /// [`Ctl::from_fd`]'s contract.
+    pub unsafe fn module_unverified(files: &ModuleFiles) -> Result<UapiBackend, OpenError> {
+        Self::attach_module(files, false)
+    }
+
+    fn attach_module(files: &ModuleFiles, verify: bool) -> Result<UapiBackend, OpenError> {
         let text = std::fs::read_to_string(&files.stats).map_err(|e| {
             OpenError::Uapi(UapiError { op: "read module stats", errno: Errno::from_io_error(&e).unwrap_or(Errno::IO) })
         })?;
         let layout = parse_module_layout(&text)?;
-        let ctl = Ctl::open(&files.ctl)?;
+        let ctl = if verify {
+            Ctl::open(&files.ctl)?
+        } else {
+            // SAFETY: the caller's contract (`module_unverified`).
+            unsafe { Ctl::open_unverified(&files.ctl) }?
+        };
         let enclave_cpus = CpuSet::from_cpus(0..layout.cpus as usize)
             .map_err(|_| OpenError::Stats(format!("cpus {} out of range", layout.cpus)))?;
         let sw = open_ro(&files.status_words, "open module status words")?;
         let cd = open_rw(&files.cpu_data, "open module cpu_data")?;
-        Self::finish(
-            ctl,
-            Kernel::Module { tasks: files.tasks.clone() },
-            enclave_cpus,
-            sw,
-            layout.sw_region_bytes,
-            cd,
-            layout.cpu_data_bytes,
-        )
+        let kernel = Kernel::Module { tasks: files.tasks.clone() };
+        Self::finish(ctl, kernel, enclave_cpus, sw, layout.sw_region_bytes, cd, layout.cpu_data_bytes, verify)
     }
 
+    #[allow(clippy::too_many_arguments)] // the two attach paths' findings, passed on once
     fn finish(
         ctl: Ctl,
         kernel: Kernel,
@@ -305,15 +339,22 @@ impl UapiBackend {
         sw_len: usize,
         cd: OwnedFd,
         cd_len: usize,
+        verify: bool,
     ) -> Result<UapiBackend, OpenError> {
+        for (fd, region) in [(&sw, "status words"), (&cd, "cpu_data")] {
+            if verify && !super::is_kernel_file(fd.as_fd()) {
+                return Err(OpenError::NotKernelFile { region });
+            }
+        }
         if cd_len == 0 || cd_len % CPU_DATA_SIZE != 0 {
             return Err(OpenError::Map { region: "cpu_data", error: MapError::BadLength(cd_len) });
         }
         let ncpus = u32::try_from(cd_len / CPU_DATA_SIZE)
             .map_err(|_| OpenError::Map { region: "cpu_data", error: MapError::BadLength(cd_len) })?;
-        // SAFETY: both files are the kernel's fixed-size regions (ghostfs's `sw_regions/sw_0` and `cpu_data`
-        // are vmalloc areas of the size `fstat` reports; the module's devices refuse a mapping of any other
-        // length than the one its stats report): no process can shrink them under the mapping.
+        // SAFETY: both files are the kernel's fixed-size regions, checked above (`is_kernel_file`) or vouched for
+        // by the caller of the `*_unverified` constructors: ghostfs's `sw_regions/sw_0` and `cpu_data` are
+        // vmalloc areas of the size `fstat` reports, and the module's devices refuse a mapping of any other
+        // length than the one its stats report; no process can shrink them under the mapping.
         let status = unsafe { MappedRegion::<ReadOnly>::map_fd_trusted(sw.as_fd(), sw_len) }
             .map_err(|error| OpenError::Map { region: "status words", error })?;
         // SAFETY: as above.

@@ -128,8 +128,9 @@ impl QueueFd {
 
     /// Maps the queue read-write (`MAP_SHARED`, offset 0, exactly `mapsize` bytes: the kernel's rules).
     pub fn map(&self) -> Result<MappedRegion<ReadWrite>, MapError> {
-        // SAFETY: a queue fd is the kernel's anonymous inode of a fixed-size vmalloc region: no process can
-        // shrink it (there is no file to truncate), so the mapping cannot fault under us.
+        // SAFETY: a `QueueFd` only comes from `Ctl::create_queue` on a kernel ctl (checked by `Ctl::open`, or
+        // vouched for by the caller of `Ctl::from_fd`/`open_unverified`): the kernel's anonymous inode of a
+        // fixed-size vmalloc region, which no process can shrink, so the mapping cannot fault under us.
         unsafe { MappedRegion::map_fd_trusted(self.fd.as_fd(), self.mapsize) }
     }
 }
@@ -174,17 +175,51 @@ pub struct Ctl {
     fd: OwnedFd,
 }
 
+/// ghostfs's superblock magic (`GHOST_SUPER_MAGIC`), as `fstatfs` reports it for every ghostfs file.
+pub const GHOSTFS_MAGIC: u64 = 0xBAD1_DEA2;
+
+/// Whether `fd` is a file the kernel provides, with a size no process can change and ioctls of the kernel's
+/// own: a character device (the module's misc devices; only a process with `CAP_MKNOD` can create one) or a
+/// ghostfs file. A regular file or a FUSE file is neither: a peer could truncate it under a mapping, or answer
+/// an ioctl with any number.
+pub fn is_kernel_file(fd: BorrowedFd<'_>) -> bool {
+    let device = rustix::fs::fstat(fd)
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice);
+    device || rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type as u64 == GHOSTFS_MAGIC)
+}
+
+fn open_rw(path: &Path) -> Result<OwnedFd, UapiError> {
+    rustix::fs::open(path, rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(UapiError::new("open ctl"))
+}
+
 impl Ctl {
-    /// Opens `path` read-write.
+    /// Opens `path` read-write. It must be a ghostfs `ctl` or the module's device ([`is_kernel_file`]): a
+    /// `GHOST_IOC_CREATE_QUEUE` on it returns a new descriptor this process then owns, which only the kernel
+    /// can promise. Anything else is refused with `ENOTTY` (op `"open ctl: not ghostfs or a device"`).
     pub fn open(path: &Path) -> Result<Ctl, UapiError> {
-        let fd =
-            rustix::fs::open(path, rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                .map_err(UapiError::new("open ctl"))?;
+        let fd = open_rw(path)?;
+        if !is_kernel_file(fd.as_fd()) {
+            return Err(UapiError { op: "open ctl: not ghostfs or a device", errno: Errno::NOTTY });
+        }
         Ok(Ctl { fd })
     }
 
+    /// Opens `path` read-write without checking what it is (tests over a fake tree).
+    ///
+    /// # Safety
+    /// As for [`from_fd`](Ctl::from_fd).
+    pub unsafe fn open_unverified(path: &Path) -> Result<Ctl, UapiError> {
+        Ok(Ctl { fd: open_rw(path)? })
+    }
+
     /// Wraps an open control file.
-    pub fn from_fd(fd: OwnedFd) -> Ctl {
+    ///
+    /// # Safety
+    /// A non-negative return of `GHOST_IOC_CREATE_QUEUE` on `fd` must be a new descriptor that nothing else in
+    /// this process owns, and a queue fd whose size never changes (as the kernel's ghostfs `ctl` and the
+    /// module's device guarantee; a plain file answers every ghOSt ioctl with `ENOTTY`, which also qualifies).
+    pub unsafe fn from_fd(fd: OwnedFd) -> Ctl {
         Ctl { fd }
     }
 
@@ -234,7 +269,8 @@ impl Ctl {
         if fd < 0 {
             return Err(bad);
         }
-        // SAFETY: a non-negative return of CREATE_QUEUE is a new descriptor that this process now owns.
+        // SAFETY: a non-negative return of CREATE_QUEUE is a new descriptor that this process now owns (checked
+        // by `Ctl::open` or vouched for by the caller of `from_fd` / `open_unverified`).
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let mapsize = usize::try_from(a.mapsize).map_err(|_| bad)?;
         Ok(QueueFd { fd, mapsize })

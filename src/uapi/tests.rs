@@ -85,7 +85,12 @@ fn enclave_files() {
     assert_eq!(e.sw_region_path(0), t.0.join("enclave_1/sw_regions/sw_0"));
     assert_eq!(e.cpu_data_path(), t.0.join("enclave_1/cpu_data"));
     // Text commands go to the open ctl, one write each.
-    let ctl = e.open_ctl().unwrap();
+    // A fake tree's ctl is a plain file: the verified open refuses it (a CREATE_QUEUE answer from it could not
+    // be trusted to be a new descriptor).
+    let refused = e.open_ctl().unwrap_err();
+    assert_eq!(refused.errno(), Some(Errno::NOTTY), "{refused}");
+    // SAFETY: a plain file answers every ghOSt ioctl with ENOTTY, never with a descriptor.
+    let ctl = unsafe { Ctl::open_unverified(&e.path().join("ctl")) }.unwrap();
     e.command(&ctl, CtlCommand::CreateSwRegion { id: 0, node: 1 }).unwrap();
     e.command(&ctl, CtlCommand::BecomeAgent { cpu: 3, queue: None }).unwrap();
     assert_eq!(t.read("enclave_1/ctl"), "create sw_region 0 1become agent 3 -1");
@@ -147,7 +152,8 @@ fn errors_say_what_to_do() {
 #[cfg_attr(miri, ignore)] // files, ioctls and mmap: not under Miri's isolation
 fn ioctls_on_a_plain_file_are_typed_errors() {
     let t = FakeTree::new("ioctl");
-    let ctl = t.fs().enclave(1).open_ctl().unwrap();
+    // SAFETY: a plain file answers every ghOSt ioctl with ENOTTY, never with a descriptor.
+    let ctl = unsafe { Ctl::open_unverified(&t.0.join("enclave_1/ctl")) }.unwrap();
     let notty = |r: Result<(), UapiError>, op: &str| {
         let e = r.unwrap_err();
         assert_eq!((e.op, e.errno), (op, Errno::NOTTY), "{e}");
@@ -179,6 +185,7 @@ fn ioctls_on_a_plain_file_are_typed_errors() {
     assert_eq!(ctl.create_queue(u32::MAX, 0).unwrap_err().errno, Errno::INVAL);
     assert_eq!(ctl.run(RunRequest::Ping { cpu: u32::MAX }).unwrap_err().errno, Errno::INVAL);
     assert!(matches!(Ctl::open(&t.0.join("missing")), Err(UapiError { op: "open ctl", errno: Errno::NOENT })));
+    assert_eq!(Ctl::open(&t.0.join("enclave_1/ctl")).unwrap_err().errno, Errno::NOTTY, "a plain file is no ctl");
 }
 
 // ---- UapiBackend on fake trees (regular files stand in for the kernel's; every ioctl on them is ENOTTY) ----
@@ -220,7 +227,13 @@ const MODULE_STATS: &str = "enclave 1\ncpus 2\nsw_region_bytes 131072\ncpu_data_
 fn module_backend_attaches_and_maps_errors() {
     use crate::agent::{Backend, Enclave};
     let (t, files) = fake_module("module", MODULE_STATS);
-    let b = UapiBackend::module(&files).unwrap().with_agent_cpus(&CpuSet::parse_list("1,7").unwrap());
+    // Plain files are no module devices: the verified attach refuses them.
+    let e = UapiBackend::module(&files).unwrap_err();
+    assert!(matches!(e, OpenError::Uapi(UapiError { errno: Errno::NOTTY, .. })), "{e:?}");
+    // A device as ctl (/dev/null) but plain region files: the regions are refused, not mapped.
+    let e = UapiBackend::module(&ModuleFiles { ctl: "/dev/null".into(), ..files.clone() }).unwrap_err();
+    assert!(matches!(e, OpenError::NotKernelFile { region: "status words" }), "{e:?}");
+    let b = unverified_module(&files).unwrap().with_agent_cpus(&CpuSet::parse_list("1,7").unwrap());
     assert!(!b.is_ghostfs());
     assert_eq!((b.ncpus(), b.cpus().to_string(), b.agent_cpus().to_string()), (2, "0".into(), "1".into()));
     // Every region has its capability: status words read-only, cpu_data read-write.
@@ -247,7 +260,7 @@ fn module_backend_attaches_and_maps_errors() {
 fn module_backend_refuses_bad_stats_and_sizes() {
     let bad = |stats: &str| {
         let (_t, files) = fake_module("module-bad", stats);
-        UapiBackend::module(&files).unwrap_err().to_string()
+        unverified_module(&files).unwrap_err().to_string()
     };
     assert!(bad("sw_region_bytes 131072\ncpu_data_bytes 8192\n").contains("no 'cpus' line"));
     assert!(bad("cpus x\nsw_region_bytes 131072\ncpu_data_bytes 8192\n").contains("not a number"));
@@ -258,8 +271,21 @@ fn module_backend_refuses_bad_stats_and_sizes() {
     assert!(e.starts_with("mapping status words"), "{e}");
     let (_t, mut files) = fake_module("module-missing", MODULE_STATS);
     files.ctl = files.ctl.with_file_name("nothing");
-    let e = UapiBackend::module(&files).unwrap_err();
+    let e = unverified_module(&files).unwrap_err();
     assert!(matches!(e, OpenError::Uapi(UapiError { op: "open ctl", errno: Errno::NOENT })), "{e:?}");
+}
+
+/// The module backend over a fake tree's plain files.
+fn unverified_module(files: &ModuleFiles) -> Result<UapiBackend, OpenError> {
+    // SAFETY: the tests never shrink their files while mapped, and the plain ctl file answers every ghOSt ioctl
+    // with ENOTTY, never with a descriptor.
+    unsafe { UapiBackend::module_unverified(files) }
+}
+
+/// The ghostfs backend over a fake tree's plain files.
+fn unverified_ghostfs(e: &super::ghostfs::EnclaveDir) -> Result<UapiBackend, OpenError> {
+    // SAFETY: as in `unverified_module`.
+    unsafe { UapiBackend::ghostfs_unverified(e, 0) }
 }
 
 /// `enclave_1` of a fake ghostfs with `cpu_data` for `ncpus` CPUs and `sw_regions/sw_0` (which the kernel
@@ -277,7 +303,8 @@ fn ghostfs_backend_brings_up_like_the_reference_agent() {
     use crate::agent::{Backend, Enclave};
     let t = fake_ghostfs("gfs", 16);
     let e = t.fs().enclave(1);
-    let b = UapiBackend::ghostfs(&e, 0).unwrap();
+    assert!(UapiBackend::ghostfs(&e, 0).is_err(), "plain files are no ghostfs");
+    let b = unverified_ghostfs(&e).unwrap();
     assert!(b.is_ghostfs());
     assert_eq!(t.read("enclave_1/ctl"), "create sw_region 0 0");
     assert_eq!((b.ncpus(), b.cpus().to_string()), (16, "0-3,8".into()));
@@ -300,16 +327,16 @@ fn ghostfs_backend_brings_up_like_the_reference_agent() {
 fn ghostfs_backend_refuses_another_abi_and_missing_regions() {
     let t = fake_ghostfs("gfs-abi", 4);
     std::fs::write(t.0.join("enclave_1/abi_version"), "90\n").unwrap();
-    assert!(matches!(UapiBackend::ghostfs(&t.fs().enclave(1), 0), Err(OpenError::AbiMismatch { enclave: 90 })));
+    assert!(matches!(unverified_ghostfs(&t.fs().enclave(1)), Err(OpenError::AbiMismatch { enclave: 90 })));
     let t = fake_ghostfs("gfs-nosw", 4);
     std::fs::remove_file(t.0.join("enclave_1/sw_regions/sw_0")).unwrap();
-    let e = UapiBackend::ghostfs(&t.fs().enclave(1), 0).unwrap_err();
+    let e = unverified_ghostfs(&t.fs().enclave(1)).unwrap_err();
     assert!(matches!(e, OpenError::Uapi(UapiError { op: "open sw_regions/sw_0", errno: Errno::NOENT })), "{e:?}");
     let t = fake_ghostfs("gfs-cd", 4);
     sized_file(&t.0.join("enclave_1/cpu_data"), 4096 + 100);
-    let e = UapiBackend::ghostfs(&t.fs().enclave(1), 0).unwrap_err();
+    let e = unverified_ghostfs(&t.fs().enclave(1)).unwrap_err();
     assert!(matches!(e, OpenError::Map { region: "cpu_data", error: MapError::BadLength(4196) }), "{e:?}");
-    let e = UapiBackend::ghostfs(&t.fs().enclave(9), 0).unwrap_err();
+    let e = unverified_ghostfs(&t.fs().enclave(9)).unwrap_err();
     assert!(e.to_string().contains("enclave_9/abi_version"), "{e}");
 }
 

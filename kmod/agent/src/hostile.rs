@@ -91,8 +91,9 @@ pub fn run(seconds: f64) -> Result<(), String> {
             .map_err(|e| format!("mmap cpu_data: {e}"))?,
     );
     let mut queue: Option<(i32, Option<Mapping>)> = None;
-    let scratch = vec![0u8; 4096];
-    let valid = scratch.as_ptr() as usize;
+    let mut scratch = vec![0u8; 4096];
+    // The kernel may write here (e.g. a SW_GET_INFO response): a mutable buffer.
+    let valid = scratch.as_mut_ptr() as usize;
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut ops = 0u64;
     let mut errors = 0u64;
@@ -103,10 +104,14 @@ pub fn run(seconds: f64) -> Result<(), String> {
             0 => {
                 let elems = if rng.below(2) == 0 { 1 << rng.below(8) } else { rng.nasty() as i32 };
                 let mut a = GhostIocCreateQueue { elems, node: rng.below(3) as i32 - 1, ..Default::default() };
-                if let Ok(fd) = sys::ioctl(ctl, abi::GHOST_IOC_CREATE_QUEUE, &mut a) {
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                if let Ok(fd) = unsafe { sys::ioctl(ctl, abi::GHOST_IOC_CREATE_QUEUE, &mut a) } {
                     let fd = fd as i32;
                     let mut d = GhostIocSetDefaultQueue { fd };
-                    let _ = sys::ioctl(ctl, abi::GHOST_IOC_SET_DEFAULT_QUEUE, &mut d);
+                    // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                    // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                    let _ = unsafe { sys::ioctl(ctl, abi::GHOST_IOC_SET_DEFAULT_QUEUE, &mut d) };
                     let m =
                         Mapping::new(fd, a.mapsize as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED).ok();
                     if let Some((old, _)) = queue.replace((fd, m)) {
@@ -150,7 +155,9 @@ pub fn run(seconds: f64) -> Result<(), String> {
                     flags: if rng.below(5) == 0 { rng.nasty() as i32 } else { 0 },
                 };
                 let cmd = if rng.below(2) == 0 { abi::GHOST_IOC_COMMIT_TXN } else { abi::GHOST_IOC_SYNC_GROUP_TXN };
-                let _ = sys::ioctl(ctl, cmd, &mut a);
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                let _ = unsafe { sys::ioctl(ctl, cmd, &mut a) };
             }
             // Every ioctl with a garbage argument struct or a garbage pointer.
             5 | 6 => {
@@ -164,23 +171,32 @@ pub fn run(seconds: f64) -> Result<(), String> {
                     junk[0] = valid as u64; // and mask_ptr
                 }
                 let arg = if rng.below(4) == 0 { rng.pointer(valid) } else { junk.as_mut_ptr() as usize };
-                let r = sys::ioctl_raw(ctl, cmd, arg);
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                let r = unsafe { sys::ioctl_raw(ctl, cmd, arg) };
                 if let Ok(fd) = r {
                     if cmd == abi::GHOST_IOC_CREATE_QUEUE {
                         sys::close(fd as i32);
                     }
                 }
-                let _ = sys::ioctl_raw(ctl, rng.next() as u32, valid); // unknown commands
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                let _ = unsafe { sys::ioctl_raw(ctl, rng.next() as u32, valid) };
+                // unknown commands
             }
             // Status words: random frees and lookups.
             7 => {
                 let mut f = GhostSwInfo { id: rng.below(2) as u32, index: rng.nasty() as u32 % 5000 };
-                let _ = sys::ioctl(ctl, abi::GHOST_IOC_SW_FREE, &mut f);
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                let _ = unsafe { sys::ioctl(ctl, abi::GHOST_IOC_SW_FREE, &mut f) };
                 let mut g = GhostIocSwGetInfo {
                     request: GhostMsgSrc { r#type: rng.below(3) as u32, arg: rng.nasty(), ..Default::default() },
                     ..Default::default()
                 };
-                let _ = sys::ioctl(ctl, abi::GHOST_IOC_SW_GET_INFO, &mut g);
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                let _ = unsafe { sys::ioctl(ctl, abi::GHOST_IOC_SW_GET_INFO, &mut g) };
             }
             // Unmap / close midway, and re-open.
             8 => match rng.below(4) {
@@ -241,7 +257,9 @@ pub fn run(seconds: f64) -> Result<(), String> {
                     flags: if rng.below(4) == 0 { 1 } else { 0 },
                     ..Default::default()
                 };
-                let _ = sys::ioctl(ctl, abi::GHOST_IOC_ASSOC_QUEUE, &mut a);
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                let _ = unsafe { sys::ioctl(ctl, abi::GHOST_IOC_ASSOC_QUEUE, &mut a) };
                 let w = [GhostAgentWakeup { cpu: rng.below(4) as i32 - 1, prio: rng.below(2) as i32 }; 2];
                 let mut c = GhostIocConfigQueueWakeup {
                     qfd,
@@ -250,7 +268,9 @@ pub fn run(seconds: f64) -> Result<(), String> {
                     flags: 0,
                     ..Default::default()
                 };
-                let _ = sys::ioctl(ctl, abi::GHOST_IOC_CONFIG_QUEUE_WAKEUP, &mut c);
+                // SAFETY: the module only reads or writes the argument struct the number encodes (or fails with EFAULT/EINVAL
+                // on garbage); every pointer passed is to a live, writable local or `scratch` buffer of at least that size.
+                let _ = unsafe { sys::ioctl(ctl, abi::GHOST_IOC_CONFIG_QUEUE_WAKEUP, &mut c) };
             }
         }
     }

@@ -102,7 +102,8 @@ struct Observed {
 fn workload(stop: Arc<AtomicBool>, i: usize) -> Result<Observed, String> {
     sys::join_enclave().map_err(|e| format!("{}: {e}", sys::TASKS))?;
     let mut round = 0u64;
-    while !stop.load(Ordering::Acquire) {
+    // Relaxed: the flag only says "stop"; it publishes no data (the threads are joined afterwards).
+    while !stop.load(Ordering::Relaxed) {
         let until = Instant::now() + Duration::from_micros(500 + 300 * (i as u64 % 4));
         while Instant::now() < until {
             std::hint::spin_loop();
@@ -199,7 +200,8 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
     // Three wake-up CPUs: `Ctl` refuses them itself, so the module's own refusal is probed with a raw ioctl.
     let winfo = [GhostAgentWakeup { cpu: 0, prio: 0 }; 3];
     let mut bad = GhostIocConfigQueueWakeup { qfd, w: winfo.as_ptr() as u64, ninfo: 3, ..Default::default() };
-    let e = sys::ioctl(ctl.fd().as_raw_fd(), abi::GHOST_IOC_CONFIG_QUEUE_WAKEUP, &mut bad)
+    // SAFETY: `bad` is the argument struct of CONFIG_QUEUE_WAKEUP; the module refuses ninfo 3 before reading `w`.
+    let e = unsafe { sys::ioctl(ctl.fd().as_raw_fd(), abi::GHOST_IOC_CONFIG_QUEUE_WAKEUP, &mut bad) }
         .err()
         .and_then(|e| e.raw_os_error());
     ck.check("config_queue_wakeup_ninfo3_einval", e == Some(libc::EINVAL), format!("errno {e:?}"));
@@ -252,7 +254,9 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         .map_err(err("mmap cpu_data"))?;
 
     // The handles borrow the mappings; the status words are mapped PROT_READ, so they get a read-only region.
-    let (qr, qr2, swr, cdr) = (qmap.region()?, &qmap2, swmap.read_only_region()?, cdmap.region()?);
+    // SAFETY: `qmap` and `cdmap` were mapped PROT_READ | PROT_WRITE, MAP_SHARED, `swmap` PROT_READ, MAP_SHARED,
+    // above, and none of them was touched since.
+    let (qr, qr2, swr, cdr) = unsafe { (qmap.region()?, &qmap2, swmap.read_only_region()?, cdmap.region()?) };
     let mut consumer = Consumer::attach(qr).map_err(|e| format!("queue: {e}"))?;
     let mut consumer2 = Consumer::attach(qr2).map_err(|e| format!("queue 2: {e}"))?;
     let reader = Reader::attach(swr).map_err(|e| format!("status words: {e}"))?;
@@ -442,7 +446,7 @@ fn run_test(nthreads: usize, seconds: f64) -> Result<(), String> {
         }
         if placing && start.elapsed() >= run_for {
             placing = false;
-            stop.store(true, Ordering::Release);
+            stop.store(true, Ordering::Relaxed); // see the loop: publishes nothing
         }
         if !placing && workers.iter().all(|w| w.is_finished()) {
             let deadline = *dead_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(5));

@@ -34,14 +34,22 @@ fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
 }
 
 /// `ioctl(fd, cmd, arg)` with any argument (deliberately invalid pointers and commands included).
-pub fn ioctl_raw(fd: i32, cmd: u32, arg: usize) -> io::Result<libc::c_long> {
-    // SAFETY: the kernel validates the argument; a bad pointer yields EFAULT, never a fault in this process.
+///
+/// # Safety
+/// The kernel may write through `arg` as much as `cmd` encodes: `arg` must be an address this process does not
+/// otherwise use (e.g. unmapped, or a scratch buffer of at least that size that nothing borrows).
+pub unsafe fn ioctl_raw(fd: i32, cmd: u32, arg: usize) -> io::Result<libc::c_long> {
+    // SAFETY: the caller's contract; a bad pointer yields EFAULT, never a fault in this process.
     cvt(unsafe { libc::ioctl(fd, cmd as _, arg) } as libc::c_long)
 }
 
 /// `ioctl(fd, cmd, &mut arg)` with an argument struct of `ghost_shm::abi` holding deliberately bad values.
-pub fn ioctl<T>(fd: i32, cmd: u32, arg: &mut T) -> io::Result<libc::c_long> {
-    ioctl_raw(fd, cmd, arg as *mut T as usize)
+///
+/// # Safety
+/// `T` is at least as large as the argument `cmd` encodes (the kernel writes up to that size into it).
+pub unsafe fn ioctl<T>(fd: i32, cmd: u32, arg: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the caller's contract.
+    unsafe { ioctl_raw(fd, cmd, arg as *mut T as usize) }
 }
 
 pub fn open(path: &str, flags: i32) -> io::Result<i32> {
@@ -73,15 +81,23 @@ impl Mapping {
     }
 
     /// The region over the whole (writable) mapping, borrowing it.
-    pub fn region(&self) -> Result<ghost_shm::shm::RawRegion<'_>, String> {
-        // SAFETY: the mapping is page aligned, `len` bytes, and stays mapped while `self` (which the returned
-        // region borrows) lives; it was mapped writable by every caller of this method.
+    ///
+    /// # Safety
+    /// The mapping was made by [`Mapping::new`] with `PROT_READ | PROT_WRITE` and `MAP_SHARED`, and neither its
+    /// protection nor `ptr`/`len` changed since.
+    pub unsafe fn region(&self) -> Result<ghost_shm::shm::RawRegion<'_>, String> {
+        // SAFETY: the mapping is page aligned, `len` bytes, writable (the caller's contract), and stays mapped
+        // while `self` (which the returned region borrows) lives.
         unsafe { ghost_shm::shm::RawRegion::new(self.ptr, self.len) }.map_err(|e| format!("mapping: {e}"))
     }
 
     /// The region over the whole mapping with only the read capability (for `PROT_READ` mappings: the
     /// status words), borrowing it.
-    pub fn read_only_region(&self) -> Result<ghost_shm::shm::ReadOnlyRegion<'_>, String> {
+    ///
+    /// # Safety
+    /// The mapping was made by [`Mapping::new`] with at least `PROT_READ`, and neither its protection nor
+    /// `ptr`/`len` changed since.
+    pub unsafe fn read_only_region(&self) -> Result<ghost_shm::shm::ReadOnlyRegion<'_>, String> {
         // SAFETY: as in `region`; only Relaxed atomic loads go through a ReadOnlyRegion.
         unsafe { ghost_shm::shm::ReadOnlyRegion::new(self.ptr, self.len) }.map_err(|e| format!("mapping: {e}"))
     }
