@@ -9,23 +9,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 header="$root/include/ghost_shm_agent.h"
-
-gen_header() {
-  command -v cbindgen >/dev/null 2>&1 || { echo "ffi/agent: cbindgen missing: cargo install cbindgen --locked" >&2; exit 1; }
-  (cd "$here" && cbindgen --quiet --config cbindgen.toml --crate ghost-shm-agent-ffi --output "$1" .)
-}
-
-case "${1:-}" in
-  --header) gen_header "$header"; echo "ffi/agent: wrote $header"; exit 0 ;;
-  --check-header)
-    tmp="$(mktemp)"; trap 'rm -f "$tmp"' EXIT
-    gen_header "$tmp"
-    if ! diff -u "$header" "$tmp"; then
-      echo "ffi/agent: FAILED: include/ghost_shm_agent.h is stale: bash ffi/agent/build.sh --header" >&2
-      exit 1
-    fi
-    echo "ffi/agent: header up to date"; exit 0 ;;
-esac
+# shellcheck source=../header.sh
+. "$here/../header.sh"
+ffi_header_mode ffi/agent "$here" ghost-shm-agent-ffi "$header" ffi/agent/build.sh "$@"
 
 out="${1:-$root/target/c-agent/ghost-shm-c-fifo}"
 # glibc, statically linked (the qemu guest has no shared libraries). Not musl-gcc: Debian's libgcc_eh, which a

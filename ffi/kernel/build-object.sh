@@ -21,23 +21,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 header="$root/include/ghost_shm_kernel.h"
-
-gen_header() {
-  command -v cbindgen >/dev/null 2>&1 || { echo "build-object: cbindgen missing: cargo install cbindgen --locked" >&2; exit 1; }
-  (cd "$here" && cbindgen --quiet --config cbindgen.toml --crate ghost-shm-kernel-ffi --output "$1" .)
-}
-
-case "${1:-}" in
-  --header) gen_header "$header"; echo "build-object: wrote $header"; exit 0 ;;
-  --check-header)
-    tmp="$(mktemp)"; trap 'rm -f "$tmp"' EXIT
-    gen_header "$tmp"
-    if ! diff -u "$header" "$tmp"; then
-      echo "build-object: FAILED: include/ghost_shm_kernel.h is stale: bash ffi/kernel/build-object.sh --header" >&2
-      exit 1
-    fi
-    echo "build-object: header up to date"; exit 0 ;;
-esac
+# shellcheck source=../header.sh
+. "$here/../header.sh"
+ffi_header_mode build-object "$here" ghost-shm-kernel-ffi "$header" ffi/kernel/build-object.sh "$@"
 
 out="${1:-$root/target/kmod/ghost_shm_kernel.o}"
 target=x86_64-unknown-none
