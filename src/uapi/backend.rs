@@ -375,7 +375,7 @@ impl UapiBackend {
     /// Reserves `cpus` of the enclave for agents (a centralized agent's CPU): they leave
     /// [`Backend::cpus`] and appear in [`Backend::agent_cpus`]. CPUs outside the enclave are ignored.
     pub fn with_agent_cpus(mut self, cpus: &CpuSet) -> UapiBackend {
-        self.agent_cpus = CpuSet::from_cpus(cpus.iter().filter(|&c| self.enclave_cpus.contains(c))).unwrap_or_default();
+        self.agent_cpus = *cpus & self.enclave_cpus;
         self
     }
 
@@ -511,7 +511,7 @@ impl Backend for UapiBackend {
         GHOST_VERSION
     }
     fn cpus(&self) -> CpuSet {
-        CpuSet::from_cpus(self.enclave_cpus.iter().filter(|&c| !self.agent_cpus.contains(c))).unwrap_or_default()
+        self.enclave_cpus - self.agent_cpus
     }
     fn ncpus(&self) -> u32 {
         self.ncpus
