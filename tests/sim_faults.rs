@@ -131,6 +131,8 @@ fn realtime_panic_in_start_falls_back() {
 struct GroupSeen {
     committed: Option<bool>,
     outcomes: Vec<TxnOutcome>,
+    /// Successful single-CPU commits (each starts a task).
+    commits: u64,
 }
 
 /// A minimal FIFO agent (any CPU, commits from CPU 0) that, the first time it has a runnable task and two
@@ -180,7 +182,9 @@ impl<B: Backend> Agent<B> for DoubleLatch<B::Region> {
             let committed = e.group_commit(0, &[a, b])?;
             let oa = pa.poll().unwrap().unwrap().outcome;
             let ob = pb.poll().unwrap().unwrap().outcome;
-            *self.seen.lock().unwrap() = GroupSeen { committed: Some(committed), outcomes: vec![oa, ob] };
+            let mut seen = self.seen.lock().unwrap();
+            (seen.committed, seen.outcomes) = (Some(committed), vec![oa, ob]);
+            drop(seen);
             ta.disown();
             tb.disown();
             // Whatever happened, the task's next message (TASK_PREEMPT if the latch was dropped, or its
@@ -198,6 +202,7 @@ impl<B: Backend> Agent<B> for DoubleLatch<B::Region> {
             let p = txn.open().unwrap().target(g).task_barrier(self.seq[&g]).commit();
             e.commit(0, &[cpu])?;
             if p.poll().unwrap().is_some_and(|o| o.is_success()) {
+                self.seen.lock().unwrap().commits += 1;
                 self.runnable.remove(0);
                 self.busy[cpu as usize] = Some(g);
             }
@@ -214,7 +219,7 @@ impl<B: Backend> Agent<B> for DoubleLatch<B::Region> {
 /// counted, not an invariant violation.
 #[test]
 fn sync_group_members_see_the_earlier_members_latches() {
-    static SEEN: Mutex<GroupSeen> = Mutex::new(GroupSeen { committed: None, outcomes: Vec::new() });
+    static SEEN: Mutex<GroupSeen> = Mutex::new(GroupSeen { committed: None, outcomes: Vec::new(), commits: 0 });
     let cfg = Config { cpus: 4, tasks: 40, seed: 3, ..Config::default() };
     let r = sim::run(&cfg, |e| {
         let q = e.create_queue(4096)?;
@@ -235,6 +240,14 @@ fn sync_group_members_see_the_earlier_members_latches() {
     assert_eq!(seen.outcomes, [TxnOutcome::Complete, TxnOutcome::Complete], "{seen:?}");
     assert_eq!(r.invariant_violations, 0, "the task ran on one CPU; no latch failed silently");
     assert_eq!(r.latches_dropped, 1, "the earlier member's latch was dropped by the migration");
+    // One latency sample per start: the single commits, the group's surviving latch and the fallback's
+    // dispatches; the dropped latch's sample (taken at the commit's delayed switch time) is removed.
+    assert_eq!(
+        r.latencies.len() as u64,
+        seen.commits + 1 + r.fallback_dispatches,
+        "{seen:?} fallback {}",
+        r.fallback_dispatches
+    );
     assert_eq!(r.tasks_completed, r.tasks_arrived, "{:?}", r.unfinished);
 }
 
@@ -242,7 +255,7 @@ fn sync_group_members_see_the_earlier_members_latches() {
 /// the rendezvous), and the task the agent saw COMPLETE is told it is runnable again (TASK_PREEMPT).
 #[test]
 fn sync_group_failure_drops_every_latch() {
-    static SEEN: Mutex<GroupSeen> = Mutex::new(GroupSeen { committed: None, outcomes: Vec::new() });
+    static SEEN: Mutex<GroupSeen> = Mutex::new(GroupSeen { committed: None, outcomes: Vec::new(), commits: 0 });
     let cfg = Config { cpus: 4, tasks: 40, seed: 3, ..Config::default() };
     let r = sim::run(&cfg, |e| {
         let q = e.create_queue(4096)?;

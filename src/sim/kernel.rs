@@ -728,18 +728,19 @@ impl<'r> State<'r> {
     }
 
     fn start(&mut self, cpu: u32, t: usize) {
-        self.start_after(cpu, t, 0)
+        self.start_after(cpu, t, 0);
     }
 
     /// Runs task `t` on `cpu`; the switch happens `delay` ns from now (the agent's work before its commit).
-    fn start_after(&mut self, cpu: u32, t: usize, delay: u64) {
+    /// Returns the scheduling latency it recorded (`None` if the start was refused as a violation).
+    fn start_after(&mut self, cpu: u32, t: usize, delay: u64) -> Option<u64> {
         let e = self.tasks[t].enc;
         if self.tasks[t].st != Ts::Runnable
             || self.cpus[cpu as usize].current.is_some()
             || self.cpus[cpu as usize].enc != Some(e)
         {
             self.encs[e].violations += 1;
-            return;
+            return None;
         }
         let at = self.now.saturating_add(delay);
         let waited = at - self.tasks[t].runnable_since;
@@ -765,6 +766,7 @@ impl<'r> State<'r> {
         self.push(end, Kind::BurstEnd(cpu, gen));
         self.hash_event(e, 2, t as u64, cpu as u64);
         self.update_gap(e);
+        Some(waited)
     }
 
     fn preempt(&mut self, cpu: u32, was_latched: bool) {
@@ -1057,8 +1059,9 @@ impl<'r> State<'r> {
                 c.barrier.publish(w);
             }
         }
-        // Tasks latched by this batch, with the runnable-since time their latch consumed.
-        let mut latched: Vec<(usize, u64)> = Vec::new();
+        // Tasks latched by this batch, with the runnable-since time their latch consumed and the latency it
+        // recorded (removed again, exactly, if a later member drops the latch).
+        let mut latched: Vec<(usize, u64, u64)> = Vec::new();
         let mut told: Vec<usize> = Vec::new();
         for l in acts.latches {
             self.cpus[l.cpu as usize].seqnum = self.cpus[l.cpu as usize].seqnum.max(l.seqnum);
@@ -1100,14 +1103,14 @@ impl<'r> State<'r> {
                 }
                 // Latched a moment ago by an earlier member of this batch (it never ran): migrating it here
                 // drops that latch (§5.4 step 7), leaving the other CPU as the latch left it.
-                if let (Ts::Running(other), Some(&(_, since))) =
-                    (self.tasks[t].st, latched.iter().find(|(x, _)| *x == t))
+                if let (Ts::Running(other), Some(&(_, since, waited))) =
+                    (self.tasks[t].st, latched.iter().find(|(x, _, _)| *x == t))
                 {
                     self.off_cpu(other);
                     self.set_state(t, Ts::Runnable);
                     self.tasks[t].runnable_since = since;
                     let lat = &mut self.encs[e].latencies;
-                    if let Some(i) = lat.iter().rposition(|&x| x == self.now - since) {
+                    if let Some(i) = lat.iter().rposition(|&x| x == waited) {
                         lat.remove(i);
                     }
                     self.encs[e].latches_dropped += 1;
@@ -1116,10 +1119,10 @@ impl<'r> State<'r> {
                 if self.cpus[l.cpu as usize].current.is_some() {
                     self.preempt(l.cpu, false);
                 }
-                if self.tasks[t].st == Ts::Runnable {
-                    latched.push((t, self.tasks[t].runnable_since));
+                let since = (self.tasks[t].st == Ts::Runnable).then_some(self.tasks[t].runnable_since);
+                if let (Some(since), Some(waited)) = (since, self.start_after(l.cpu, t, delay)) {
+                    latched.push((t, since, waited));
                 }
-                self.start_after(l.cpu, t, delay);
                 if l.snap.run_flags.contains(RunFlags::SEND_TASK_ON_CPU) {
                     let (now, seq) = (self.now, l.seqnum);
                     self.task_msg(t, |task| {
