@@ -24,9 +24,12 @@ impl Policy for Fifo {
     fn task_new(&mut self, ctx: &mut Ctx<'_>, task: &Task) {
         // Round robin over the CPUs the task may run on (its affinity).
         let cpus: Vec<u32> = ctx.cpus().filter(|&c| task.may_run_on(c)).collect();
-        self.next = (self.next + 1) % cpus.len().max(1);
-        if cpus.get(self.next).is_some_and(|&c| ctx.place(task.gtid, c)) {
-            ctx.count("placed", 1);
+        if !cpus.is_empty() {
+            let c = cpus[self.next % cpus.len()];
+            self.next = self.next.wrapping_add(1);
+            if ctx.place(task.gtid, c) {
+                ctx.count("placed", 1);
+            }
         }
         if task.is_runnable() {
             self.task_runnable(ctx, task);

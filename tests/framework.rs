@@ -354,3 +354,95 @@ fn percpu_agent_threads_sleep_and_wake_in_real_time() {
     assert!(wakeups > 0 && sleeps > 0, "wakeups {wakeups} sleeps {sleeps}");
     assert!(r.counter("thread_quanta") > 0);
 }
+
+/// FIFO whose first decision for each task carries a stale barrier shown to the policy (`see_stale`), and
+/// whose `run_failed` runs the task again on the same CPU straight away, without queueing it: that decision,
+/// made after the round's commits, must still be committed (not dropped with the round).
+struct Eager {
+    runq: RunQueue,
+    tried: BTreeSet<Gtid>,
+}
+
+impl Policy for Eager {
+    fn task_runnable(&mut self, _ctx: &mut Ctx<'_>, task: &Task) {
+        self.runq.push_back(task.gtid);
+    }
+    fn run_failed(&mut self, ctx: &mut Ctx<'_>, f: Failure) {
+        if let Some(g) = f.request.gtid().filter(|&g| ctx.task(g).is_some_and(|t| t.is_runnable())) {
+            if ctx.run(RunRequest::task(f.request.cpu, g)) {
+                ctx.count("rerun_in_run_failed", 1);
+            } else {
+                self.runq.push_front(g);
+            }
+        }
+    }
+    fn schedule(&mut self, ctx: &mut Ctx<'_>) {
+        for cpu in ctx.idle_cpus() {
+            let Some(g) = self.runq.pop_front() else { break };
+            let Some(t) = ctx.task(g).copied() else { continue };
+            let mut req = RunRequest::task(cpu, g);
+            if self.tried.insert(g) {
+                req = req.task_barrier(t.seqnum.wrapping_sub(1)).see_stale();
+            }
+            if !ctx.run(req) {
+                self.runq.push_front(g);
+            }
+        }
+    }
+}
+
+#[test]
+fn decisions_taken_in_run_failed_are_committed() {
+    let cfg = Config { agent_cpus: 1, ..small(6, Workload::MIXED) };
+    let r = sim::run(&cfg, |e| {
+        Centralized::start(e, Eager { runq: RunQueue::new(), tried: BTreeSet::new() }, Options::default())
+    });
+    check(&r, "eager");
+    assert!(r.counter("rerun_in_run_failed") > 0);
+}
+
+/// FIFO that runs the head of its queue on the first idle CPU without popping it, then calls `run_next` for
+/// the second idle CPU: the head (already picked this round) must be passed over, not block the queue (a lone
+/// task waits up to 50 µs for a second one, so that there are pairs).
+struct PeekFirst {
+    runq: RunQueue,
+}
+
+impl Policy for PeekFirst {
+    fn task_runnable(&mut self, _ctx: &mut Ctx<'_>, task: &Task) {
+        self.runq.push_back(task.gtid);
+    }
+    fn schedule(&mut self, ctx: &mut Ctx<'_>) {
+        let idle = ctx.idle_cpus();
+        let runnable = |ctx: &Ctx<'_>, g: Gtid, cpu| ctx.task(g).is_some_and(|t| t.is_runnable() && t.may_run_on(cpu));
+        let (head, second) = (self.runq.pop_front(), self.runq.pop_front());
+        for g in [second, head].into_iter().flatten() {
+            self.runq.push_front(g);
+        }
+        if let (Some(x), None) = (head, second) {
+            if ctx.task(x).is_some_and(|t| ctx.now() < t.runnable_since + 50_000) {
+                return;
+            }
+        }
+        if let ([a, b, ..], Some(x), Some(y)) = (&idle[..], head, second) {
+            if runnable(ctx, x, *a) && runnable(ctx, y, *b) && ctx.run(RunRequest::task(*a, x)) {
+                let ran = ctx.run_next(*b, &mut self.runq);
+                ctx.count(if ran { "run_next_passed_over" } else { "run_next_blocked" }, 1);
+                assert_eq!(self.runq.pop_front(), Some(x), "the picked head keeps its place");
+                self.runq.push_front(x);
+            }
+        }
+        for cpu in ctx.idle_cpus() {
+            ctx.run_next(cpu, &mut self.runq);
+        }
+    }
+}
+
+#[test]
+fn run_next_passes_over_a_task_picked_already() {
+    let cfg = Config { agent_cpus: 1, ..small(2, Workload::MIXED) };
+    let r = sim::run(&cfg, |e| Centralized::start(e, PeekFirst { runq: RunQueue::new() }, Options::default()));
+    check(&r, "peek-first");
+    assert!(r.counter("run_next_passed_over") > 0);
+    assert_eq!(r.counter("run_next_blocked"), 0);
+}

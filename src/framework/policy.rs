@@ -252,9 +252,13 @@ impl Ctx<'_> {
         ok
     }
     /// Runs the first task of `q` that can run on `cpu`, dropping tasks that cannot run anywhere now (dead,
-    /// blocked or on a CPU) and passing over (keeping, in order) those whose affinity excludes `cpu`; `false`
-    /// if none.
+    /// blocked or on a CPU) and passing over (keeping, in order) runnable ones refused for `cpu` (affinity,
+    /// already picked this round, a deferred commit in flight); `false` if none, or if `cpu` cannot take a
+    /// task now (out of scope, unavailable or already decided), in which case `q` is untouched.
     pub fn run_next(&mut self, cpu: u32, q: &mut RunQueue) -> bool {
+        if !self.in_scope().any(|c| c == cpu) || self.targeted(cpu) {
+            return false;
+        }
         let mut passed = std::vec::Vec::new();
         let mut ran = false;
         while let Some(g) = q.pop_front() {
@@ -262,14 +266,8 @@ impl Ctx<'_> {
                 ran = true;
                 break;
             }
-            match self.tasks.get(g) {
-                Some(t) if t.is_runnable() && !t.may_run_on(cpu) => passed.push(g),
-                // Runnable but refused (the CPU is taken): keep its place, stop.
-                Some(t) if t.is_runnable() => {
-                    passed.push(g);
-                    break;
-                }
-                _ => {}
+            if self.tasks.get(g).is_some_and(|t| t.is_runnable()) {
+                passed.push(g);
             }
         }
         for g in passed.into_iter().rev() {

@@ -410,10 +410,9 @@ impl<P: Policy> Core<P> {
     }
 
     fn retry_frees<B: Backend>(&mut self, enclave: &Enclave<B>) {
+        // Through `free`, so a word still not CANFREE is queued again (not dropped after one retry).
         for sw in std::mem::take(&mut self.pending_free) {
-            if enclave.free_status_word(sw).is_ok() {
-                self.fw.add("status_words_freed", 1);
-            }
+            self.free(enclave, sw);
         }
     }
 
@@ -647,6 +646,14 @@ impl<P: Policy> Core<P> {
 
     fn failed(&mut self, env: Env<'_>, f: Failure) {
         self.fw.add("run_failed", 1);
+        // As in `handle_task`: a failure of a task homed elsewhere wakes its home CPU's agent.
+        if let (Scope::Local(here), Some(Some(home))) =
+            (env.scope, f.request.gtid().map(|g| self.tasks.get(g).and_then(|t| t.home)))
+        {
+            if home != here {
+                self.round.pings.push(home);
+            }
+        }
         self.with(env, |p, ctx| p.run_failed(ctx, f));
     }
 
@@ -668,7 +675,9 @@ impl<P: Policy> Core<P> {
         }
         let mut retry = self.apply(env, results);
         let mut attempt = 0;
-        while !retry.is_empty() {
+        // Also loop while `run_failed` (or a retry's drain) left new decisions: the policy already popped
+        // those tasks from its queues. Whatever is still left after the last attempt carries to the next round.
+        while !retry.is_empty() || !self.round.requests.is_empty() || !self.round.groups.is_empty() {
             if attempt == MAX_RETRIES {
                 for r in retry {
                     let f = Failure { request: r, error: RunError::Refused(crate::abi::TxnOutcome::TargetStale) };
@@ -680,7 +689,9 @@ impl<P: Policy> Core<P> {
             if let Scope::Local(cpu) = env.scope {
                 agent_barrier = Some(enclave.agent_barrier(cpu)?);
             }
-            drain(self)?;
+            if !retry.is_empty() {
+                drain(self)?;
+            }
             // Keep the decisions that still make sense after the newer messages.
             let mut again = Vec::new();
             for r in retry {
@@ -694,11 +705,12 @@ impl<P: Policy> Core<P> {
                 self.failed(env, f);
             }
             let reqs = std::mem::take(&mut self.round.requests);
-            let results = self.commit(enclave, env.agent_cpu, agent_barrier, reqs)?;
+            let mut results = self.commit(enclave, env.agent_cpu, agent_barrier, reqs)?;
+            for group in std::mem::take(&mut self.round.groups) {
+                results.extend(self.commit_group(enclave, env.agent_cpu, agent_barrier, group)?);
+            }
             retry = self.apply(env, results);
         }
-        self.round.requests.clear();
-        self.round.groups.clear();
         Ok(())
     }
 
