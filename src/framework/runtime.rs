@@ -805,6 +805,9 @@ pub struct Centralized<P, M: SharedMem> {
     core: Core<P>,
     queue: AgentQueue<M>,
     agent_cpu: u32,
+    /// The worker CPU the agent borrowed (made a non-worker) when its own CPU went busy; given back to the
+    /// policy when the agent moves off it.
+    borrowed: Option<u32>,
 }
 
 impl<P: Policy, M: SharedMem> Centralized<P, M> {
@@ -831,7 +834,7 @@ impl<P: Policy, M: SharedMem> Centralized<P, M> {
         let ops = PlaceOps { enclave, queues: &[] };
         let env = Env { now: enclave.now(), agent_cpu, scope: Scope::Global, ops: &ops };
         core.discover(enclave, queue.id(), env)?;
-        Ok(Centralized { core, queue, agent_cpu })
+        Ok(Centralized { core, queue, agent_cpu, borrowed: None })
     }
 
     /// One round: drain the queue, update the task table and call the policy's callbacks, let it decide,
@@ -859,22 +862,9 @@ impl<P: Policy, M: SharedMem> Centralized<P, M> {
     }
 
     fn move_agent(&mut self) {
-        let cpus = &mut self.core.cpus;
-        let spare = self
-            .core
-            .agent_cpus
-            .iter()
-            .copied()
-            .find(|&c| c != self.agent_cpu && cpus.get(c as usize).is_some_and(|v| v.available));
-        let to = spare.or_else(|| {
-            (0..cpus.len())
-                .find(|&c| cpus[c].worker && cpus[c].available && cpus[c].current.is_none())
-                .map(|c| c as u32)
-        });
-        if let Some(to) = to {
-            if let Some(v) = cpus.get_mut(to as usize) {
-                v.worker = false;
-            }
+        if let Some(to) =
+            agent_cpu_after_busy(&mut self.core.cpus, &self.core.agent_cpus, self.agent_cpu, &mut self.borrowed)
+        {
             self.agent_cpu = to;
             self.core.fw.add("agent_moves", 1);
         }
@@ -1193,5 +1183,62 @@ mod sim_agent {
         fn counters(&self) -> Vec<(&'static str, u64)> {
             PerCpu::counters(self)
         }
+    }
+}
+
+/// Where an agent whose CPU `from` went busy moves: another available agent CPU, else an idle available worker
+/// CPU, which it borrows (no longer a worker while the agent is there); a CPU borrowed before (`borrowed`) is a
+/// worker again once the agent leaves it. `None`: nowhere to go, nothing changed.
+fn agent_cpu_after_busy(
+    cpus: &mut [CpuView],
+    agent_cpus: &[u32],
+    from: u32,
+    borrowed: &mut Option<u32>,
+) -> Option<u32> {
+    let spare = agent_cpus.iter().copied().find(|&c| c != from && cpus.get(c as usize).is_some_and(|v| v.available));
+    let to = spare.or_else(|| {
+        (0..cpus.len()).find(|&c| cpus[c].worker && cpus[c].available && cpus[c].current.is_none()).map(|c| c as u32)
+    })?;
+    if let Some(v) = borrowed.take().and_then(|b| cpus.get_mut(b as usize)) {
+        v.worker = true;
+    }
+    if let Some(v) = cpus.get_mut(to as usize) {
+        v.worker = false;
+    }
+    if spare.is_none() {
+        *borrowed = Some(to);
+    }
+    Some(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(worker: bool, available: bool) -> CpuView {
+        CpuView { worker, available, current: None }
+    }
+
+    #[test]
+    fn a_worker_cpu_borrowed_by_the_agent_is_given_back_when_it_moves_on() {
+        // CPU 0 is the only agent CPU; 1..=3 are workers.
+        let mut cpus = [cpu(false, false), cpu(true, true), cpu(true, true), cpu(true, true)];
+        let mut borrowed = None;
+        // CPU 0 busy: the agent borrows worker 1.
+        assert_eq!(agent_cpu_after_busy(&mut cpus, &[0], 0, &mut borrowed), Some(1));
+        assert!(!cpus[1].worker);
+        assert_eq!(borrowed, Some(1));
+        // CPU 1 busy too: the agent moves to worker 2, and 1 is a worker again.
+        cpus[1].available = false;
+        assert_eq!(agent_cpu_after_busy(&mut cpus, &[0], 1, &mut borrowed), Some(2));
+        assert!(cpus[1].worker && !cpus[2].worker);
+        assert_eq!(borrowed, Some(2));
+        // CPU 0 free again, CPU 2 busy: back to the agent CPU, and 2 is a worker again.
+        cpus[0].available = true;
+        cpus[2].available = false;
+        assert_eq!(agent_cpu_after_busy(&mut cpus, &[0], 2, &mut borrowed), Some(0));
+        assert!(cpus[2].worker && !cpus[0].worker);
+        assert_eq!(borrowed, None);
+        assert_eq!(cpus.iter().filter(|c| c.worker).count(), 3, "no worker CPU lost");
     }
 }
