@@ -446,3 +446,44 @@ fn run_next_passes_over_a_task_picked_already() {
     assert!(r.counter("run_next_passed_over") > 0);
     assert_eq!(r.counter("run_next_blocked"), 0);
 }
+
+/// The per-CPU FIFO, recording the home CPU it gives each task that may run anywhere.
+struct Homes {
+    fifo: fifo_percpu::Fifo,
+    homes: Arc<Mutex<BTreeSet<u32>>>,
+}
+
+impl Policy for Homes {
+    fn task_new(&mut self, ctx: &mut Ctx<'_>, task: &Task) {
+        self.fifo.task_new(ctx, task);
+        if ctx.cpus().all(|c| task.may_run_on(c)) {
+            if let Some(home) = ctx.task(task.gtid).and_then(|t| t.home) {
+                self.homes.lock().unwrap().insert(home);
+            }
+        }
+    }
+    fn task_runnable(&mut self, ctx: &mut Ctx<'_>, task: &Task) {
+        self.fifo.task_runnable(ctx, task);
+    }
+    fn schedule(&mut self, ctx: &mut Ctx<'_>) {
+        self.fifo.schedule(ctx);
+    }
+}
+
+#[test]
+fn fifo_percpu_spreads_tasks_round_robin_between_pinned_ones() {
+    // Every third task is pinned to CPU 1: the round robin over the others must go on (it was reduced modulo
+    // the pinned task's one-CPU list, sending every unpinned task to the same CPU).
+    let rows = (0..40u64)
+        .map(|i| sim::TraceRow { arrival_ns: i * 20_000, service_ns: 5_000, cpus: (i % 3 == 2).then(|| vec![1]) })
+        .collect();
+    let cfg = Config { trace: Some(Arc::new(sim::Trace { rows })), ..small(1, Workload::MIXED) };
+    let homes = Arc::new(Mutex::new(BTreeSet::new()));
+    let h = homes.clone();
+    let r = sim::run(&cfg, |e| {
+        let policy = Homes { fifo: fifo_percpu::Fifo::default(), homes: h.clone() };
+        ghost_shm::framework::PerCpu::start(e, policy, Options::default())
+    });
+    check(&r, "pinned every third");
+    assert!(homes.lock().unwrap().len() >= 3, "unpinned tasks' homes: {:?}", homes.lock().unwrap());
+}
